@@ -1,0 +1,1 @@
+"""fuxiops.compression: entropy-corrected distillation, EMO-PMS pruning, ONNX export and runtime."""

@@ -1,0 +1,1 @@
+"""The ``fuxiops`` command-line tool."""

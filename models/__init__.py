@@ -1,0 +1,1 @@
+"""fuxiops.models: FuXiWeather2 networks (assimilator, forecaster), checkpoints, training, inference."""

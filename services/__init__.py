@@ -1,0 +1,1 @@
+"""fuxiops.services: the REST API (Open-Meteo-style forecasts, OGC EDR, runs, maps, page)."""
