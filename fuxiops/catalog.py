@@ -117,7 +117,10 @@ VARIABLES: dict[str, Variable] = {
            "heightAboveGround", 10, "wind_v_component", "m/s", valid_min=-100.0, valid_max=100.0),
         _v("msl", "Mean sea level pressure", "Pa", "air_pressure_at_mean_sea_level", 0, 3, 0, 151, "msl",
            "meanSea", None, "pressure_msl", "hPa", 0.01, valid_min=8.0e4, valid_max=1.1e5),
-        _v("tp6", "Total precipitation (6 h accumulation)", "kg m-2", "precipitation_amount", 0, 1, 8, 228228,
+        # ECMWF (and ecCodes) encode total precipitation as the accumulation of the total
+        # precipitation rate, 0/1/52 with typeOfStatisticalProcessing=1 -> paramId 228228 "tp";
+        # WMO's 0/1/8 is unknown to ecCodes and to cfgrib/earthkit readers.
+        _v("tp6", "Total precipitation (6 h accumulation)", "kg m-2", "precipitation_amount", 0, 1, 52, 228228,
            "tp", "surface", None, "precipitation", "mm", role="diagnostic", accumulation_hours=6,
            valid_min=0.0, valid_max=1.0e3),
     )
