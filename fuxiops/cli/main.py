@@ -34,7 +34,18 @@ GROUPS: list[tuple[str, str]] = [
 ]
 
 
+_registered = False
+
+
 def _register_groups() -> None:
+    """Attach the layer groups (once); their modules import only light things."""
+    global _registered
+    if _registered:
+        return
+    _registered = True
+    from fuxiops.cli.evaluate import evaluate
+
+    app.command("evaluate")(evaluate)
     for name, target in GROUPS:
         module, _, attr = target.partition(":")
         group = getattr(importlib.import_module(module), attr)
