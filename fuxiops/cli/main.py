@@ -31,6 +31,17 @@ app = typer.Typer(
 
 #: Subcommand groups: (name, "module:attribute"). Each module imports only light things at top level.
 GROUPS: list[tuple[str, str]] = [
+    ("world", "fuxiops.pipeline.world.cli:app"),
+    ("compress", "fuxiops.compression.cli:app"),
+    ("model", "fuxiops.models.cli:model_app"),
+    ("obs", "fuxiops.pipeline.obs.cli:app"),
+    ("forecast", "fuxiops.models.cli:forecast_app"),
+    ("publish", "fuxiops.pipeline.products.cli:app"),
+    ("stack", "fuxiops.pipeline.stack.cli:app"),
+    ("cycle", "fuxiops.pipeline.cycle.cli:app"),
+    ("demo", "fuxiops.pipeline.cycle.demo:app"),
+    ("serve", "fuxiops.services.cli:app"),
+    ("train", "fuxiops.models.training.cli:app"),
 ]
 
 
