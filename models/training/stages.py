@@ -87,8 +87,9 @@ class TrainingData:
             return static_fields(self.grid)
         st = xr.open_zarr(p, consolidated=None)
         oro = None
-        for name in ("orography", "z_surface", "surface_geopotential"):
+        for name in ("orography", "z_surface", "surface_geopotential", "z"):
             if name in st.data_vars:
+                # Geopotential (m2 s-2) -> height (m); ``orography`` is already in metres.
                 oro = st[name] / 9.80665 if name != "orography" else st[name]
                 break
         lsm = st["lsm"] if "lsm" in st.data_vars else st.get("land_sea_mask")

@@ -1,0 +1,79 @@
+"""Training throughput (samples/s) of each FuXiWeather2 stage for a preset on this machine.
+
+Runs every stage for a fixed number of steps on a seeded synthetic world at
+the chosen grid (the data path is the real one: Zarr stores read through the
+training data layer) and reports samples per second per stage, side by side
+with the forecaster's inference rate on the same machine (the ceiling a
+training step, forward + backward, is compared against).
+
+    python bench/train_throughput.py --preset small --grid 2.8125deg --steps 6
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_facts, markdown_table, package_versions, write_result  # noqa: E402
+
+from fuxiops.grids import get_grid  # noqa: E402
+from fuxiops.models.torch_forecaster import TorchForecaster  # noqa: E402
+from fuxiops.models.training.config import TrainConfig  # noqa: E402
+from fuxiops.models.training.stages import STAGE_FUNCTIONS, STAGES, prepare_normalisation  # noqa: E402
+from fuxiops.models.training.synthetic import build_synthetic_world  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--grid", default="2.8125deg")
+    ap.add_argument("--steps", type=int, default=6, help="training steps per stage (the first is warm-up)")
+    ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--name", default="train_throughput")
+    args = ap.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    grid = get_grid(args.grid)
+    rows, result = [], {"machine": machine_facts(), "packages": package_versions(["torch", "numpy", "zarr"]),
+                        "preset": args.preset, "grid": args.grid, "batch": args.batch, "stages": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        world = build_synthetic_world(Path(tmp) / "world", grid, n_times=48)
+        fast = {"total_steps": args.steps, "warmup_steps": 1, "batch_size": args.batch,
+                "checkpoint_every": 10_000, "log_every": 1}
+        cfg = TrainConfig(world=str(world), out=str(Path(tmp) / "run"), grid=args.grid, preset=args.preset,
+                          train_period={"start": "2023-01-01", "end": "2023-01-12T18"},
+                          obs_groups=["surface", "radiance"], insitu_groups=["surface"], forecaster=fast,
+                          assimilator={**fast, "max_lead": 24}, unroll={**fast, "cycles": 2},
+                          finetune={**fast, "max_rollout": 2})
+        prepare_normalisation(cfg)
+        for stage in STAGES:
+            t0 = time.perf_counter()
+            STAGE_FUNCTIONS[stage](cfg, progress=False)
+            wall = time.perf_counter() - t0
+            samples = args.steps * args.batch
+            result["stages"][stage] = {"steps": args.steps, "wall_s": wall, "samples_per_s": samples / wall}
+            rows.append([stage, args.steps, f"{wall:.1f}", f"{samples / wall:.3f}"])
+        fc = TorchForecaster.load(Path(tmp) / "run" / "forecaster" / "forecaster")
+        x = np.zeros((2, len(fc.coords.variables.state_channels), *grid.shape), np.float32)
+        fc.step(x, np.datetime64("2023-01-01T00"))
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fc.step(x, np.datetime64("2023-01-01T00"))
+            times.append(time.perf_counter() - t0)
+        inf = 1.0 / float(np.median(times))
+        result["inference_samples_per_s"] = inf
+        rows.append(["(inference, forward only)", 3, f"{np.median(times):.2f} per step", f"{inf:.3f}"])
+    path = write_result(args.name, result)
+    print(markdown_table(["stage", "steps", "wall (s)", "samples/s"], rows))
+    print(f"\nwritten {path}")
+
+
+if __name__ == "__main__":
+    main()
