@@ -3,7 +3,7 @@
 # ecCodes/cdo command-line tools check our GRIB2/BUFR, PostgreSQL backs the
 # run catalog and the Prefect server, Chromium drives the page test.
 set -euo pipefail
-PKGS=(libeccodes-tools cdo postgresql chromium chromium-driver libudunits2-0 udunits-bin)
+PKGS=(libeccodes-tools cdo postgresql chromium chromium-driver docker-compose)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
