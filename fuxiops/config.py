@@ -139,7 +139,61 @@ class QCConfig(_Section):
     thinning: bool = True
     """Super-ob observations per grid cell and hour."""
     blacklist: list[str] = Field(default_factory=list)
-    """Station / platform ids to reject."""
+    """Station / platform ids to reject (shell patterns allowed, e.g. ``sat4``, ``01*``)."""
+    steps: list[Literal["coordinates", "window", "domain", "bounds", "duplicates", "blacklist", "background",
+                        "biweight", "thinning"]] = Field(default_factory=lambda: [
+        "coordinates", "window", "domain", "bounds", "duplicates", "blacklist", "background", "biweight",
+        "thinning"])
+    """QC steps to run, in operational order (leave one out to switch it off)."""
+    biweight_min_count: int = Field(default=10, ge=3)
+    """Smallest group (report type, variable, level/channel, latitude band) the bi-weight screen judges."""
+    domain: tuple[float, float, float, float] | None = None
+    """Optional regional domain (lat_min, lat_max, lon_min, lon_max) in degrees; None: global."""
+
+
+class ObsGroupConfig(_Section):
+    """One observation group of the assimilator (one encoder): which rows, which channels."""
+
+    report_types: list[str]
+    """Report types feeding the group (synop, temp, amdar, gnssro, radiance, ...)."""
+    variables: list[str]
+    """Variables gridded (catalog short names or obs-only names such as brightness_temperature)."""
+    vertical: Literal["surface", "pressure", "height", "channel"] = "surface"
+    """Vertical binning: none, the state's pressure levels, ``heights_m``, or ``channels``."""
+    heights_m: list[float] = Field(default_factory=list)
+    """Heights (m) of a ``height`` group (nearest bin)."""
+    channels: list[int] = Field(default_factory=list)
+    """Channel numbers of a ``channel`` group."""
+    instruments: list[str] = Field(default_factory=list)
+    """Only rows of these instruments (empty: any)."""
+    time_phase: bool = False
+    """Add sin/cos time-phase channels (profiles)."""
+    cressman: bool = False
+    """Spread values with a Cressman kernel (sparse in-situ data) and add a confidence channel."""
+
+
+def _default_obs_groups() -> dict[str, ObsGroupConfig]:
+    return {
+        "surface": ObsGroupConfig(report_types=["synop"], variables=["t2m", "u10", "v10", "msl"], cressman=True),
+        "upper_air": ObsGroupConfig(report_types=["temp", "amdar"], variables=["z", "t", "u", "v"],
+                                    vertical="pressure", time_phase=True),
+        "gnssro": ObsGroupConfig(report_types=["gnssro"], variables=["refractivity"], vertical="height",
+                                 heights_m=[1000.0, 2000.0, 3000.0, 5000.0, 7000.0, 10000.0, 15000.0, 20000.0,
+                                            25000.0, 30000.0], time_phase=True),
+        "radiance": ObsGroupConfig(report_types=["radiance"], variables=["brightness_temperature"],
+                                   vertical="channel", channels=list(range(1, 14)), instruments=["mwts"]),
+    }
+
+
+class GriddingConfig(_Section):
+    """Gridded observation channels for the assimilator."""
+
+    groups: dict[str, ObsGroupConfig] = Field(default_factory=_default_obs_groups)
+    """Observation groups, in encoder order."""
+    cressman_radius_km: float = Field(default=500.0, ge=0)
+    """Radius R of the Cressman kernel (R^2-d^2)/(R^2+d^2) for groups with ``cressman: true`` (0: off)."""
+    time_bins: Literal["latest", "hourly"] = "latest"
+    """``latest``: per cell the hourly bin nearest the analysis time wins; ``hourly``: one channel set per bin."""
 
 
 class ObservationsConfig(_Section):
@@ -157,6 +211,8 @@ class ObservationsConfig(_Section):
         "default": (-3.0, 5.0), "temp": (-3.0, 3.0)})
     """Window [T+a, T+b) per report type, hours relative to the cycle."""
     qc: QCConfig = Field(default_factory=QCConfig)
+    gridding: "GriddingConfig" = Field(default_factory=lambda: GriddingConfig())
+    """How observations become the assimilator's gridded input channels (one group per encoder)."""
 
 
 class GribConfig(_Section):
