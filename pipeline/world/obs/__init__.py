@@ -1,0 +1,1 @@
+"""Observations of the testbed world: operators, BUFR writing and the raw/simulated generators."""
