@@ -170,7 +170,10 @@ def _provenance(cfg: TrainConfig, data: TrainingData, stage: str, result: StageR
     stages[stage] = {"steps": result.steps, "wall_seconds": round(result.wall_seconds, 1),
                      "samples_per_second": round(result.samples_per_second, 3), "final": result.final_metrics,
                      "config": getattr(cfg, stage).model_dump(mode="json") if hasattr(cfg, stage) else {}}
+    obs_stats = cfg.world_path / "training" / "obs_normalisation.json"
     return {"campaign": cfg.model_dump(mode="json"), "data_sha256": data.checksums(), "stages": stages,
+            # The fixed gridding statistics the assimilator learned with: the cycle must grid with them too.
+            "obs_normalisation": json.loads(obs_stats.read_text()) if obs_stats.is_file() else None,
             "train_period": [str(data.times[0]), str(data.times[-1])], "n_times": len(data.times),
             "fuxiops_version": __version__, "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 

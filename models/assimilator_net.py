@@ -1,0 +1,138 @@
+"""The FuXiWeather2 assimilator as torch modules: a multi-branch convolutional U-Net.
+
+One encoder for the background, one per observation group, one for the
+static/clock conditions. Observation features are multiplied by the group's
+presence flag before fusion, so a missing group contributes exactly nothing
+and the all-missing case is the background-only path. The decoder produces a
+normalised increment that :class:`AnalysisModule` adds to the background.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fuxiops.models.layers import LayerNorm2d, SphereConv2d, pole_pad
+from fuxiops.models.presets import AssimilatorArch
+
+
+class Down(nn.Module):
+    """2x2 stride-2 conv, LayerNorm, SiLU, 3x3 conv (FuXi-DA down block)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.down = nn.Conv2d(c_in, c_out, 2, stride=2)
+        self.norm = LayerNorm2d(c_out)
+        self.conv = SphereConv2d(c_out, c_out, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.silu(self.norm(self.down(x))))
+
+
+class Up(nn.Module):
+    """3x3 conv, LayerNorm, SiLU, 3x3 conv to 4x channels, pixel shuffle x2 (FuXi-DA up block)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv1 = SphereConv2d(c_in, c_in, 3)
+        self.norm = LayerNorm2d(c_in)
+        self.conv2 = SphereConv2d(c_in, 4 * c_out, 3)
+        self.shuffle = nn.PixelShuffle(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.conv2(F.silu(self.norm(self.conv1(x)))))
+
+
+class Encoder(nn.Module):
+    """3x3 stem then down blocks; returns the feature map at every scale (fine to coarse)."""
+
+    def __init__(self, c_in: int, widths: tuple[int, ...]) -> None:
+        super().__init__()
+        self.stem = SphereConv2d(c_in, widths[0], 3)
+        self.downs = nn.ModuleList(Down(a, b) for a, b in zip(widths[:-1], widths[1:]))
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = [F.silu(self.stem(x))]
+        for d in self.downs:
+            feats.append(d(feats[-1]))
+        return feats
+
+
+class AssimNet(nn.Module):
+    """Multi-branch U-Net on normalised tensors: background, observation groups, conditions -> increment."""
+
+    def __init__(self, arch: AssimilatorArch, n_state: int, obs_channels: dict[str, int], n_cond: int) -> None:
+        super().__init__()
+        self.arch, self.n_state = arch, n_state
+        self.groups = list(obs_channels)
+        self.background = Encoder(n_state, arch.widths)
+        # Each group's input: its channels plus a presence flag plane.
+        self.obs = nn.ModuleDict({g: Encoder(n + 1, arch.obs_widths) for g, n in obs_channels.items()})
+        self.cond = Encoder(n_cond, arch.cond_widths)
+        self.fuse = nn.ModuleList(nn.Conv2d(w + ow + cw, w, 1)
+                                  for w, ow, cw in zip(arch.widths, arch.obs_widths, arch.cond_widths))
+        ws = arch.widths
+        self.ups = nn.ModuleList(Up(ws[i], ws[i - 1]) for i in range(len(ws) - 1, 0, -1))
+        self.merge = nn.ModuleList(SphereConv2d(2 * ws[i - 1], ws[i - 1], 3) for i in range(len(ws) - 1, 0, -1))
+        self.head = nn.Conv2d(ws[0], n_state, 1)
+
+    def forward(self, background: torch.Tensor, obs: dict[str, torch.Tensor], present: torch.Tensor,
+                cond: torch.Tensor) -> torch.Tensor:
+        """``background`` (B, C, H, W); ``obs[g]`` (B, n_g, H, W); ``present`` (B, G) in {0, 1};
+        ``cond`` (B, K, H, W); H, W multiples of 2**(scales-1). Returns the normalised increment."""
+        b = background.shape[0]
+        fb = self.background(background)
+        fc = self.cond(cond)
+        fo = [torch.zeros(b, w, f.shape[-2], f.shape[-1], dtype=f.dtype, device=f.device)
+              for w, f in zip(self.arch.obs_widths, fb)]
+        for gi, g in enumerate(self.groups):
+            # No data-dependent skip (keeps the graph static for tracing/export): a masked group's
+            # features are multiplied by 0, which adds exactly nothing to the fused sum.
+            flag = present[:, gi].to(background.dtype)
+            planes = flag[:, None, None, None].expand(b, 1, *background.shape[-2:])
+            feats = self.obs[g](torch.cat([obs[g] * planes, planes], dim=1))
+            for s, f in enumerate(feats):
+                fo[s] = fo[s] + f * flag[:, None, None, None]
+        fused = [fuse(torch.cat([a, o, c], dim=1)) for fuse, a, o, c in zip(self.fuse, fb, fo, fc)]
+        y = fused[-1]
+        for k, (up, merge) in enumerate(zip(self.ups, self.merge)):
+            skip = fused[-2 - k]
+            y = merge(torch.cat([up(y), skip], dim=1))
+        return self.head(F.silu(y))
+
+
+class AnalysisModule(nn.Module):
+    """Physical background in, physical analysis out: normalisation, grid padding, static/clock conditions."""
+
+    def __init__(self, arch: AssimilatorArch, n_state: int, obs_channels: dict[str, int], static: torch.Tensor,
+                 n_clock: int = 4) -> None:
+        super().__init__()
+        self.arch, self.n_state, self.obs_channels = arch, n_state, dict(obs_channels)
+        self.net = AssimNet(arch, n_state, obs_channels, static.shape[0] + n_clock)
+        self.register_buffer("static", static.float().clone())
+        for name in ("mean", "std", "inc_std"):
+            self.register_buffer(name, torch.zeros(n_state) if name == "mean" else torch.ones(n_state))
+        n_lat = static.shape[-2]
+        m = arch.multiple
+        extra = -(-n_lat // m) * m - n_lat
+        self.pad_top, self.pad_bottom = extra // 2, extra - extra // 2
+
+    def set_normalisation(self, stats: dict[str, torch.Tensor]) -> None:
+        for k, v in stats.items():
+            getattr(self, k).copy_(torch.as_tensor(v, dtype=torch.float32))
+
+    def _pad(self, x: torch.Tensor) -> torch.Tensor:
+        return pole_pad(x, self.pad_top, self.pad_bottom)
+
+    def forward(self, background: torch.Tensor, obs: dict[str, torch.Tensor], present: torch.Tensor,
+                clock: torch.Tensor) -> torch.Tensor:
+        """``background`` (B, C, H, W) physical; returns the analysis (B, C, H, W)."""
+        b = background.shape[0]
+        h, w = background.shape[-2:]
+        bn = (background - self.mean[:, None, None]) / self.std[:, None, None]
+        cond = torch.cat([self.static[None].expand(b, -1, -1, -1),
+                          clock[:, :, None, None].expand(b, clock.shape[1], h, w)], dim=1)
+        inc = self.net(self._pad(bn), {g: self._pad(o) for g, o in obs.items()}, present, self._pad(cond))
+        inc = inc[..., self.pad_top:self.pad_top + h, :]
+        return background + inc * self.inc_std[:, None, None]
