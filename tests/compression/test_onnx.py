@@ -1,0 +1,111 @@
+"""ONNX export (checker, metadata, parity) and the ONNX Runtime forecaster as a drop-in."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from fuxiops.compression.export import PARITY_TOLERANCE, export_forecaster
+from fuxiops.compression.onnx_export import read_metadata, sidecar_path
+from fuxiops.compression.onnx_runtime import OnnxForecaster, choose_providers
+from fuxiops.errors import FuxiopsError
+from fuxiops.models.base import load_forecaster
+
+from .conftest import initial_state
+
+
+@pytest.fixture(scope="module")
+def exported(teacher_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    report = export_forecaster(teacher_ckpt, out, exporter="legacy")
+    return out, report
+
+
+def test_export_checker_clean_with_metadata(exported: tuple[Path, dict]) -> None:
+    path, report = exported
+    onnx.checker.check_model(str(path), full_check=True)
+    model = onnx.load(str(path))
+    assert model.opset_import[0].version >= 18
+    meta = read_metadata(path)
+    assert meta["kind"] == "forecaster"
+    assert meta["checkpoint"]["coords"]["grid"] == "11.25deg"
+    assert meta["checkpoint"]["normalisation"]["channels"][0] == "z500"
+    assert json.loads(sidecar_path(path).read_text()) == meta
+    assert report["parity_max_abs_normalised"] <= PARITY_TOLERANCE
+
+
+def test_external_data(teacher_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ext.onnx"
+    export_forecaster(teacher_ckpt, out, exporter="legacy", external_data=True)
+    assert (tmp_path / "ext.onnx.data").stat().st_size > 0
+    assert out.stat().st_size < (tmp_path / "ext.onnx.data").stat().st_size
+    fc = load_forecaster(out)
+    assert fc.coords.grid.name == "11.25deg"
+
+
+def test_dynamo_exporter_parity(teacher_ckpt: Path, tmp_path: Path) -> None:
+    report = export_forecaster(teacher_ckpt, tmp_path / "d.onnx", exporter="dynamo")
+    assert report["parity_max_abs_normalised"] <= PARITY_TOLERANCE
+
+
+def test_onnx_rollout_matches_torch(exported: tuple[Path, dict], teacher_ckpt: Path) -> None:
+    path, _ = exported
+    ort_fc = load_forecaster(str(path), grid="11.25deg")
+    assert isinstance(ort_fc, OnnxForecaster)
+    torch_fc = load_forecaster(teacher_ckpt)
+    init = initial_state(3)
+    std = np.array([3.0e3, 1.5e3, 11.0, 13.0, 15.0, 1.1e3])
+    n = 0
+    for a, b in zip(ort_fc.rollout(init, 4), torch_fc.rollout(init, 4)):
+        assert int(a["step"]) == int(b["step"])
+        for i, v in enumerate(["z", "t"]):
+            d = np.abs(a[v].values - b[v].values).max(axis=(-1, -2)) / std[2 * i:2 * i + 2]
+            assert d.max() <= 1e-3  # 4 autoregressive steps: still far below a tenth of a per-mille of std
+        assert a.attrs["model"].endswith("-onnx")
+        n += 1
+    assert n == 5
+    assert ort_fc.provenance()["runtime"] == "onnx"
+
+
+def test_provider_choice() -> None:
+    assert choose_providers("cpu", ["CUDAExecutionProvider", "CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    got = choose_providers("auto", ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"],
+                           fp16=True)
+    assert [p[0] if isinstance(p, tuple) else p for p in got] == ["TensorrtExecutionProvider",
+                                                                   "CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert got[0][1]["trt_fp16_enable"] is True
+    assert choose_providers("auto", ["CPUExecutionProvider"]) == ["CPUExecutionProvider"]
+    with pytest.raises(FuxiopsError, match="onnxruntime-gpu"):
+        choose_providers("cuda", ["CPUExecutionProvider"])
+    with pytest.raises(FuxiopsError, match="unknown device"):
+        choose_providers("tpu", ["CPUExecutionProvider"])
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    bad = tmp_path / "x.onnx"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(FuxiopsError, match="not a readable ONNX model"):
+        load_forecaster(bad)
+    with pytest.raises(FuxiopsError, match="does not exist"):
+        load_forecaster(tmp_path / "missing.onnx")
+
+
+def test_assimilator_export_parity(tmp_path: Path) -> None:
+    from fuxiops.compression.export import export_assimilator
+    from fuxiops.models.torch_assimilator import TorchAssimilator
+
+    from .conftest import GRID, VARS
+
+    asm = TorchAssimilator.build("tiny", VARS, GRID, obs_channels={"synop": 3, "temp": 2})
+    asm.save(tmp_path / "asm")
+    rep = export_assimilator(tmp_path / "asm", tmp_path / "asm.onnx", exporter="legacy")
+    assert rep["parity_max_abs_normalised"] <= PARITY_TOLERANCE
+    meta = read_metadata(tmp_path / "asm.onnx")
+    assert meta["kind"] == "assimilator" and meta["obs_groups"] == ["synop", "temp"]
+    with pytest.raises(FuxiopsError, match="not a forecaster"):
+        load_forecaster(tmp_path / "asm.onnx")
+
