@@ -20,7 +20,6 @@ import json
 import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +160,9 @@ class NetcdfWriter(ProductWriter):
             "title": f"fuxiops forecast {run.run_id}",
             "institution": f"fuxiops deployment {run.deployment}",
             "source": f"fuxiops {__version__}; model {json.dumps(dict(run.model), sort_keys=True)}",
-            "history": f"{datetime.now(timezone.utc):%Y-%m-%dT%H:%M:%SZ} written by fuxiops publish",
+            # No wall-clock stamp: a re-run of a cycle must give byte-identical files (the manifest
+            # records when the run was published).
+            "history": f"written by fuxiops {__version__} publish",
             "references": "FuXiWeather2 (arXiv 2603.15358)",
             "run_id": run.run_id,
             "reference_time": f"{ref:%Y-%m-%dT%H:%M:%SZ}",
