@@ -23,10 +23,10 @@ demo: setup ## set everything up and run the demo on the embedded testbed world 
 	$(BIN)/fuxiops demo
 
 test: setup system-deps ## the test suite CI runs (fast; excludes `slow` and `gpu`)
-	$(BIN)/python -m pytest -q
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q
 
 test-slow: setup system-deps ## long tests (minutes each)
-	$(BIN)/python -m pytest -q -m slow
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -q -m slow
 
 bench: setup ## all benchmarks; results land in bench/results/
 	for b in bench/[a-z]*.py; do $(BIN)/python $$b || exit 1; done

@@ -45,7 +45,7 @@ def config_option() -> Path | None:
 
 def use_config(path: Path | None) -> FuxiopsConfig:
     """Apply a per-command ``--config`` (if given) and return the configuration."""
-    if path is not None and path != STATE.config_path:
+    if path is not None:
         STATE.config_path = path
-        STATE._config = None
+    STATE._config = None
     return STATE.config

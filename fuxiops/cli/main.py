@@ -71,7 +71,9 @@ def _global(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks for errors."),
     log_level: str = typer.Option("INFO", "--log-level", help="DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
+    # Each invocation loads its configuration afresh (the environment may have changed since the last).
     STATE.config_path = config
+    STATE._config = None
     STATE.debug = debug
     setup_logging(log_level.upper())
 
