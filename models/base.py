@@ -375,11 +375,7 @@ def load_forecaster(path: str | Path = "default", device: str = "cpu", grid: Gri
     p = resolve_checkpoint(path, grid, "forecaster")
     name = runtime or runtime_of(p)
     fc = FORECASTER_RUNTIMES.get(name)(p, device=device)
-    if grid is not None:
-        g = grid if isinstance(grid, Grid) else get_grid(grid)
-        if fc.coords.grid != g:
-            raise CheckpointError(f"forecaster {p} is for grid {fc.coords.grid.name!r}, the deployment uses "
-                                  f"{g.name!r}")
+    _check_grid(fc.coords, grid, f"forecaster {p}")
     return fc
 
 
@@ -389,12 +385,17 @@ def load_assimilator(path: str | Path = "default", device: str = "cpu", grid: Gr
     p = resolve_checkpoint(path, grid, "assimilator")
     name = runtime or runtime_of(p)
     asm = ASSIMILATOR_RUNTIMES.get(name)(p, device=device)
-    if grid is not None:
-        g = grid if isinstance(grid, Grid) else get_grid(grid)
-        if asm.coords.grid != g:
-            raise CheckpointError(f"assimilator {p} is for grid {asm.coords.grid.name!r}, the deployment "
-                                  f"uses {g.name!r}")
+    _check_grid(asm.coords, grid, f"assimilator {p}")
     return asm
+
+
+def _check_grid(coords: ModelCoords, grid: Grid | str | None, what: str) -> None:
+    """A loaded network must be on the deployment's grid (when one is given)."""
+    if grid is None:
+        return
+    g = grid if isinstance(grid, Grid) else get_grid(grid)
+    if coords.grid != g:
+        raise CheckpointError(f"{what} is for grid {coords.grid.name!r}, the deployment uses {g.name!r}")
 
 
 def resolve_device(device: str) -> str:

@@ -15,6 +15,7 @@ thread. Without h5py the same file is written through netCDF4 alone.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 import importlib.util
 import json
 import os
@@ -228,14 +229,14 @@ class NetcdfWriter(ProductWriter):
         self._sink = None
 
 
-class _Sink:
+class _Sink(ABC):
     """Where field values go once the file's metadata exists."""
 
-    def write(self, fields: list[tuple[str, tuple[int, ...], np.ndarray | None]]) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def write(self, fields: list[tuple[str, tuple[int, ...], np.ndarray | None]]) -> None: ...
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abstractmethod
+    def close(self) -> None: ...
 
     def abort(self) -> None:
         """Close after a failure. A flush can fail again on a full disk; the handle must
