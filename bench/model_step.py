@@ -9,6 +9,7 @@ ceiling reached and extrapolates a 40-step rollout.
 
     python bench/model_step.py                       # small, then base if it fits
     python bench/model_step.py --presets small --repeats 3
+    python bench/model_step.py --presets small,base --rollout small   # plus a real 40-step rollout to Zarr
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -84,6 +86,42 @@ def _child(preset: str, grid: str, repeats: int, threads: int) -> None:
                       "rss_after_build_bytes": rss_built}))
 
 
+def _child_rollout(preset: str, grid: str, steps: int, out: str, threads: int) -> None:
+    """A real streamed rollout as ``fuxiops forecast`` runs it (generator -> Zarr), timed; prints JSON."""
+    import numpy as np
+    import torch
+    import xarray as xr
+
+    torch.set_num_threads(threads)
+    from fuxiops.catalog import PRODUCTION
+    from fuxiops.grids import get_grid
+    from fuxiops.models.inference import write_forecast
+    from fuxiops.models.torch_forecaster import TorchForecaster
+    from fuxiops.state import from_channels
+
+    g = get_grid(grid)
+    fc = TorchForecaster.build(parse_spec(preset)[1], PRODUCTION, g, seed=0)
+    chans = PRODUCTION.state_channels
+    # Plausible physical values (mid-range of each channel's bounds, small noise) at two input times.
+    rng = np.random.default_rng(0)
+    mid = np.array([(c.variable.valid_min + c.variable.valid_max) / 2 for c in chans], dtype=np.float32)
+    ref = np.datetime64("2023-01-01T06", "ns")
+    states = []
+    for k, t in enumerate((ref - np.timedelta64(6, "h"), ref)):
+        a = mid[:, None, None] + rng.standard_normal((len(chans), *g.shape), dtype=np.float32)
+        states.append(from_channels(a, chans, g).expand_dims(time=[t]))
+    initial = xr.concat(states, dim="time")
+    del states
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t0 = time.perf_counter()
+    write_forecast(fc.rollout(initial, steps), out, {"run_id": "bench"}, overwrite=True)
+    wall = time.perf_counter() - t0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    size = sum(f.stat().st_size for f in Path(out).rglob("*") if f.is_file())
+    print(json.dumps({"preset": preset, "steps": steps, "wall_seconds": wall, "peak_rss_bytes": peak,
+                      "rss_before_rollout_bytes": rss0, "store_bytes": size}))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--presets", default="small,base",
@@ -92,12 +130,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
     ap.add_argument("--steps", type=int, default=40, help="rollout length to extrapolate")
+    ap.add_argument("--rollout", default="", help="also time a real streamed rollout of this preset "
+                    "(generator -> Zarr, as `fuxiops forecast`) for --steps leads")
+    ap.add_argument("--rollout-out", default="/tmp/fuxiops-bench-rollout.zarr", help="where that rollout is written")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--child-rollout", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--report-only", action="store_true", help="rewrite model_step.md from the JSON and print it")
     args = ap.parse_args()
     import os
 
     threads = args.threads or os.cpu_count() or 1
+    if args.child and args.child_rollout:
+        _child_rollout(args.child, args.grid, args.steps, args.rollout_out, threads)
+        return
     if args.child:
         _child(args.child, args.grid, args.repeats, threads)
         return
@@ -137,11 +182,19 @@ def main() -> None:
                "traced_activation_peak_bytes": s.activation_peak_bytes,
                f"rollout_{args.steps}_steps_seconds_extrapolated": args.steps * t["median"]}
         results.append(res)
+    rollout = None
+    if args.rollout:
+        p = subprocess.run([sys.executable, __file__, "--child", args.rollout, "--child-rollout", "--grid", args.grid,
+                            "--steps", str(args.steps), "--rollout-out", args.rollout_out, "--threads", str(threads)],
+                           capture_output=True, text=True)
+        rollout = (json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0
+                   else {"preset": args.rollout, "error": p.stderr[-2000:]})
+        shutil.rmtree(args.rollout_out, ignore_errors=True)
     out = {"benchmark": "model_step", "machine": machine_facts(), "threads": threads,
            "packages": package_versions(["torch", "numpy", "fuxiops"]),
            "matmul_fp32_gflops": rate, "load_average_start": load_start, "load_average_end": os.getloadavg(),
            "grid": g.name, "variables": "production (69 state + tp6)",
-           "results": results,
+           "results": results, "rollout": rollout,
            "notes": "PyTorch eager fp32 forward (inference mode), random weights, batch 1; theoretical time = "
                     "traced FLOPs / measured matmul rate; peak RSS of a fresh process (includes weights and "
                     "the Python runtime)."}
@@ -171,8 +224,16 @@ def report(out: dict, steps: int = 40) -> str:
             f"load average {tuple(round(x, 1) for x in out.get('load_average_start', ()))} -> "
             f"{tuple(round(x, 1) for x in out.get('load_average_end', ()))}\n\n"
             f"fp32 matmul rate: {rate['median']:.1f} GFLOP/s (min {rate['min']:.1f}, max {rate['max']:.1f})\n\n")
-    return head + markdown_table(["preset", "params", "GFLOP/step", "step s median (min-max)", "theory s",
+    text = head + markdown_table(["preset", "params", "GFLOP/step", "step s median (min-max)", "theory s",
                                   "of ceiling", "peak RSS GiB", f"{steps}-step min"], rows)
+    ro = out.get("rollout")
+    if ro and "error" not in ro:
+        text += (f"\n\nMeasured rollout ({ro['preset']}, {ro['steps']} steps streamed to Zarr as `fuxiops forecast` "
+                 f"does): {ro['wall_seconds'] / 60:.1f} min, peak RSS {ro['peak_rss_bytes'] / 2 ** 30:.2f} GiB "
+                 f"({ro['store_bytes'] / 2 ** 30:.1f} GiB written).")
+    elif ro:
+        text += f"\n\nRollout of {ro['preset']} failed: {ro['error'][-300:]}"
+    return text
 
 if __name__ == "__main__":
     main()

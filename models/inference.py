@@ -58,11 +58,68 @@ def _lead(ds: xr.Dataset) -> xr.Dataset:
     return out
 
 
+def prefetched(items: Iterable[Any], depth: int = 1) -> Iterator[Any]:
+    """Iterate ``items`` in a background thread, at most ``depth`` items ahead of the consumer.
+
+    A rollout's next step (torch, which releases the GIL) then runs while the
+    consumer encodes and writes the previous lead, instead of after it. Memory
+    grows by ``depth`` states at most; an exception in the producer is raised
+    here, and a consumer that stops early stops the producer at its next item.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    source = iter(items)
+
+    def produce() -> None:
+        try:
+            for item in source:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as e:  # handed to the consumer, which re-raises it
+            q.put(("error", e))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None:  # run the source's own clean-up in the thread that iterated it
+                close()
+
+    worker = threading.Thread(target=produce, name="rollout-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a producer waiting on a full queue
+            try:
+                q.get_nowait()
+            except queue.Empty:
+                pass
+            worker.join(timeout=0.2)
+
+
 def write_forecast(states: Iterable[xr.Dataset], out: str | Path, attrs: dict[str, Any] | None = None,
                    overwrite: bool = False, progress: ProgressFn | None = None) -> Path:
     """Append each state along ``step`` to a Zarr store written aside, then rename it to ``out``.
 
-    Returns ``out``. Refuses an existing ``out`` unless ``overwrite``.
+    The states are produced one ahead in a background thread (:func:`prefetched`), so
+    computing lead k+1 overlaps writing lead k. Returns ``out``. Refuses an existing
+    ``out`` unless ``overwrite``.
     """
     import zarr
 
@@ -75,7 +132,7 @@ def write_forecast(states: Iterable[xr.Dataset], out: str | Path, attrs: dict[st
     n = 0
     full_attrs: dict[str, Any] = {}
     try:
-        for ds in states:
+        for ds in prefetched(states):
             slab = _lead(ds)
             if n == 0:
                 full_attrs = {**slab.attrs, **(attrs or {}), "status": "writing"}
