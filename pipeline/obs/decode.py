@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal, Sequence
 
+import numpy as np
+
 from fuxiops.logs import get_logger
 from fuxiops.pipeline.obs.readers import READERS, reader_name_for
 from fuxiops.pipeline.obs.readers.base import BufrReader, Quarantine, ReadResult, attach_split_problems
@@ -56,19 +58,46 @@ def plan_inputs(files: Sequence[str | os.PathLike[str]], reader: str | None = No
     return inputs, bad
 
 
-def _decode_batch(reader: str, options: dict[str, Any], path: str, raw: list[Any]) -> ReadResult:
+class PackedMessages:
+    """A batch of raw messages as one byte string plus offsets.
+
+    Shipping thousands of small message objects to a worker costs more than
+    decoding them on the fast path (Dask walks every list item and pickles
+    each object); one ``bytes`` and three integer arrays go in one piece.
+    """
+
+    def __init__(self, raw: Sequence[Any]) -> None:
+        self.blob = b"".join(m.data for m in raw)
+        self.index = np.array([m.index for m in raw], dtype=np.int64)
+        self.offset = np.array([m.offset for m in raw], dtype=np.int64)
+        self.length = np.array([len(m.data) for m in raw], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int(self.index.size)
+
+    def unpack(self) -> list[Any]:
+        from fuxiops.pipeline.obs.bufr import RawMessage
+
+        ends = np.cumsum(self.length).tolist()
+        starts = [0] + ends[:-1]
+        blob = self.blob
+        return [RawMessage(i, o, blob[a:b]) for i, o, a, b in zip(self.index.tolist(), self.offset.tolist(), starts,
+                                                                    ends)]
+
+
+def _decode_batch(reader: str, options: dict[str, Any], path: str, raw: "list[Any] | PackedMessages") -> ReadResult:
     r = READERS.create({reader: options})
     assert isinstance(r, BufrReader)
-    return r.read_messages(path, raw)
+    return r.read_messages(path, raw.unpack() if isinstance(raw, PackedMessages) else raw)
 
 
 def _read_whole(reader: str, options: dict[str, Any], path: str) -> ReadResult:
     return READERS.create({reader: options}).read(path)
 
 
-def _tasks(inputs: Sequence[Input], n_workers: int, batch_messages: int | None
+def _tasks(inputs: Sequence[Input], n_workers: int, batch_messages: int | None, pack: bool = False
            ) -> Iterator[tuple[Input, Callable[..., ReadResult], tuple[Any, ...], Any]]:
-    """Work units: (input, function, args, split problems or None)."""
+    """Work units: (input, function, args, split problems or None); ``pack`` ships batches as PackedMessages."""
     from fuxiops.pipeline.obs.bufr import split_messages
 
     for inp in inputs:
@@ -88,7 +117,8 @@ def _tasks(inputs: Sequence[Input], n_workers: int, batch_messages: int | None
         # Enough batches to keep every worker busy, not so many that scheduling dominates.
         size = batch_messages or max(64, -(-len(raw) // (4 * n_workers)))
         for k in range(0, len(raw), size):
-            yield inp, _decode_batch, (inp.reader, opts, inp.path, raw[k:k + size]), (problems if k == 0 else [])
+            part = PackedMessages(raw[k:k + size]) if pack else raw[k:k + size]
+            yield inp, _decode_batch, (inp.reader, opts, inp.path, part), (problems if k == 0 else [])
 
 
 def _failed(inp: Input, reason: str) -> ReadResult:
@@ -149,7 +179,7 @@ def decode_files(inputs: Sequence[Input], *, mode: Mode = "auto", n_workers: int
         total = sum(Path(i.path).stat().st_size for i in inputs)
         mode = "dask" if runner is not None or scheduler_address(address) or total >= AUTO_SERIAL_BYTES else "serial"
     workers = runner.n_workers if runner is not None else (n_workers if mode == "dask" else 1)
-    tasks = list(_tasks(inputs, workers, batch_messages))
+    tasks = list(_tasks(inputs, workers, batch_messages, pack=mode != "serial"))
     parts: dict[str, list[ReadResult]] = {i.path: [] for i in inputs}
     problems: dict[str, list[Any]] = {i.path: [] for i in inputs}
     done = 0

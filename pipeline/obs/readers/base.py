@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 import pyarrow as pa
 
+from fuxiops.pipeline.obs import fixed_layout
 from fuxiops.pipeline.obs.bufr import Message, MessageError, RawMessage, SplitProblem, split_messages
 from fuxiops.pipeline.obs.schema import RowBuilder, concat_tables, empty_table
 
@@ -108,6 +109,11 @@ class BufrReader(Reader):
     signature: ClassVar[tuple[str, ...]] = ()
     #: BUFR data categories (WMO Table A) this reader expects.
     categories: ClassVar[tuple[int, ...]] = ()
+    #: Whether same-template single-subset messages may be decoded together (pipeline.obs.fixed_layout).
+    #: A reader opting in must (1) take message/subset indices from :func:`message_indices` /
+    #: :func:`subset_indices`, (2) commit no row before all its reads of a message succeeded and (3) give the
+    #: same rows in the same order whether its messages come one by one or as one batch.
+    fast_path: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -132,7 +138,19 @@ class BufrReader(Reader):
         skipped: dict[str, int] = {}
         n_sub = 0
         self.begin_batch()
-        for m in raw:
+        todo: Sequence[RawMessage] = raw
+        if self.fast_path and fixed_layout.enabled(self.options):
+            # Same-template single-subset messages are decoded together (fixed_layout); what it cannot
+            # take, or gives back, goes through ecCodes one message at a time below.
+            groups, rest = fixed_layout.plan(raw)
+            for g in groups:
+                back = self._read_group(path, g, builder, quarantined, skipped)
+                n_sub += len(g.messages) - len(back)
+                fixed_layout.STATS["fast_messages"] += len(g.messages) - len(back)
+                fixed_layout.STATS["returned_messages"] += len(back)
+                rest += back
+            todo = sorted(rest, key=lambda m: m.index) if groups else rest
+        for m in todo:
             try:
                 with Message(m.data, unpack=False) as msg:
                     n_sub += msg.n_subsets
@@ -153,7 +171,87 @@ class BufrReader(Reader):
                 quarantined.append(Quarantine(path, m.index, f"decoding failed ({type(e).__name__}: {e})",
                                               self.name))
         self.end_batch(builder)
+        # Groups are handled before single messages: keep the reasons in file order, as ecCodes alone gives.
+        quarantined.sort(key=lambda q: (q.message_index is not None, q.message_index or 0))
         return ReadResult(builder.table(), quarantined, len(raw), n_sub, path, self.name, skipped)
+
+    def _read_group(self, path: str, group: "fixed_layout.Group", builder: RowBuilder, quarantined: list[Quarantine],
+                    skipped: dict[str, int]) -> list[RawMessage]:
+        """Decode one fixed-layout group as a single :class:`FixedBatch`; returns the messages left to ecCodes.
+
+        Verdicts (category, signature, known template) are per template, so they are given to every
+        message of the group exactly as the ecCodes path would give them one by one.
+        """
+        msgs = group.messages
+
+        def verdict(exc: MessageError, to: Sequence[RawMessage]) -> None:
+            if isinstance(exc, SkipMessage):
+                skipped[str(exc)] = skipped.get(str(exc), 0) + len(to)
+            else:
+                quarantined.extend(Quarantine(path, m.index, str(exc), self.name) for m in to)
+
+        known = _TEMPLATE_VERDICTS.get((self.name, group.header.template))
+        if known is not None:
+            verdict(known[0](known[1]), msgs)
+            return []
+        try:
+            self._check_category(_Category(group.header.data_category))  # type: ignore[arg-type]
+        except WrongReportType as e:
+            verdict(e, msgs)
+            return []
+        layout: fixed_layout.Layout | str = "no message"
+        for k in range(min(3, len(msgs))):  # a corrupt first message must not cost the whole group
+            layout = fixed_layout.layout_for(group.headers[k], msgs[k])
+            if not isinstance(layout, str) or not layout.startswith("ecCodes cannot decode"):
+                break
+        if isinstance(layout, str) or self.name in layout.refused:
+            return list(msgs)
+        # A message whose data section has another length is not of this layout: ecCodes reads it.
+        fit = [k for k, h in enumerate(group.headers) if h.data_len == layout.data_len]
+        back = [msgs[k] for k in range(len(msgs)) if group.headers[k].data_len != layout.data_len]
+        if not fit:
+            return back
+        batch = fixed_layout.FixedBatch(layout, [msgs[k] for k in fit], [group.headers[k] for k in fit])
+        try:
+            try:
+                self._check_signature(batch)  # type: ignore[arg-type]
+            except fixed_layout.FastPathUnavailable:
+                raise
+            except MessageError as e:
+                verdict(e, batch.messages)
+                return back
+            while True:
+                # Readers taking the fast path commit nothing before all their reads succeeded, so an
+                # exception here leaves no partial rows behind.
+                try:
+                    self.decode_message(batch, int(batch.message_indices[0]), builder)  # type: ignore[arg-type]
+                    break
+                except fixed_layout.MessagesRejected as e:
+                    # Quarantine those messages (as ecCodes' path would, one by one) and decode the others.
+                    bad = set(e.indices)
+                    quarantined.extend(Quarantine(path, i, e.reason, self.name) for i in e.indices)
+                    keep = [k for k, m in enumerate(batch.messages) if m.index not in bad]
+                    if len(keep) == len(batch.messages):
+                        raise RuntimeError("reader rejected messages that are not in the batch") from None
+                    batch.close()
+                    if not keep:
+                        return back
+                    batch = fixed_layout.FixedBatch(layout, [batch.messages[k] for k in keep],
+                                                    [batch.headers[k] for k in keep])
+        except (fixed_layout.LayoutMismatch, fixed_layout.UnusualData):
+            # A mismatch has rejected the template for every reader (and logged it); unusual data concerns
+            # only these messages.
+            return back + batch.messages
+        except fixed_layout.FastPathUnavailable as e:
+            # This reader asks for something the layout cannot give (the same for every batch): stop trying.
+            layout.refused[self.name] = str(e)
+            return back + batch.messages
+        except Exception:
+            # Any other failure is judged per message by the ecCodes path (same reasons as without us).
+            return back + batch.messages
+        finally:
+            batch.close()
+        return back
 
     def begin_batch(self) -> None:
         """Called before a batch of messages (readers that accumulate across messages reset here)."""
@@ -204,6 +302,39 @@ def attach_split_problems(res: ReadResult, path: str, raw: Sequence[RawMessage],
         else:
             res.quarantined.insert(0, Quarantine(path, p.index if raw or p.index else None, p.reason, reader))
     return res
+
+
+@dataclass(frozen=True)
+class _Category:
+    """Just the data category, for the category check of a group before any decoding."""
+
+    data_category: int
+
+
+def message_indices(msg: Message, index: int) -> np.ndarray:
+    """Source message index of each subset (a fast-path batch spans many messages)."""
+    idx = getattr(msg, "message_indices", None)
+    return np.full(msg.n_subsets, index, dtype=np.int32) if idx is None else idx
+
+
+def subset_indices(msg: Message) -> np.ndarray:
+    """Index of each subset inside its own message."""
+    idx = getattr(msg, "subset_indices", None)
+    return np.arange(msg.n_subsets, dtype=np.int32) if idx is None else idx
+
+
+def reject_messages(msg: Message, index: int, bad: np.ndarray, reason: str) -> None:
+    """Raise for the messages whose subsets are all ``bad`` (a whole message, or some of a fast-path batch)."""
+    if not bad.any():
+        return
+    midx = message_indices(msg, index)
+    if not hasattr(msg, "message_indices"):
+        if bad.all():
+            raise MessageError(reason)
+        return
+    rejected = set(midx[bad].tolist()) - set(midx[~bad].tolist())
+    if rejected:
+        raise fixed_layout.MessagesRejected(sorted(rejected), reason)
 
 
 def station_ids(msg: Message) -> np.ndarray:

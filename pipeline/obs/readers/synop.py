@@ -12,7 +12,8 @@ import numpy as np
 
 from fuxiops.pipeline.obs.bufr import Message, compose_times
 from fuxiops.pipeline.obs.obs_errors import obs_error
-from fuxiops.pipeline.obs.readers.base import BufrReader, lat_lon, station_ids, wind_to_uv
+from fuxiops.pipeline.obs.readers.base import (BufrReader, lat_lon, message_indices, station_ids, subset_indices,
+                                               wind_to_uv)
 from fuxiops.pipeline.obs.schema import RowBuilder
 
 T2M_KEYS = ("airTemperatureAt2M", "airTemperature")
@@ -30,6 +31,8 @@ class SynopReader(BufrReader):
     name = "synop"
     signature = T2M_KEYS + WSPD_KEYS + MSL_KEYS + SP_KEYS
     categories = (0, 1)
+    #: Rows are gathered per batch and emitted in (message, subset) order: safe for fixed-layout batches.
+    fast_path = True
 
     def begin_batch(self) -> None:
         self._acc: dict[str, list[np.ndarray]] = {}
@@ -47,7 +50,7 @@ class SynopReader(BufrReader):
             "height": msg.first_of(HEIGHT_KEYS), "t2m": msg.first_of(T2M_KEYS), "td2m": msg.first_of(TD2M_KEYS),
             "msl": msg.first_of(MSL_KEYS), "sp": msg.first_of(SP_KEYS), "wd": msg.first_of(WDIR_KEYS),
             "ws": msg.first_of(WSPD_KEYS),
-            "msg": np.full(n, index, dtype=np.int32), "sub": np.arange(n, dtype=np.int32),
+            "msg": message_indices(msg, index), "sub": subset_indices(msg),
         }
         acc = self._acc
         for k, v in cols.items():
@@ -58,6 +61,10 @@ class SynopReader(BufrReader):
             return
         c = {k: np.concatenate(v) for k, v in self._acc.items()}
         self._acc = {}
+        # Fast-path batches arrive grouped by template: rows go out in file order whichever path read them.
+        order = np.lexsort((c["sub"], c["msg"]))
+        if (np.diff(order) != 1).any():
+            c = {k: v[order] for k, v in c.items()}
         rt = out.report_type
         time = compose_times(c["year"], c["month"], c["day"], c["hour"], np.nan_to_num(c["minute"], nan=0.0))
 
