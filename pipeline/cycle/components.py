@@ -29,6 +29,8 @@ from fuxiops.pipeline.cycle.times import run_id
 log = get_logger("fuxiops.cycle.components")
 
 COLD_START_SOURCES = ("reanalysis", "file", "climatology")
+#: Most bytes of states the untrained bootstrap's normalisation loads at once (bounded memory on fine grids).
+NORM_CHUNK_BYTES = 512 * 2**20
 
 
 # =============================================================================================
@@ -49,9 +51,21 @@ class Networks:
         return f"{f.get('preset', '?')} forecaster {str(f.get('weights_sha256', ''))[:12]}"
 
 
+def _checkpoint_training(net: Any) -> dict[str, Any]:
+    """The ``training`` provenance of a loaded network (looking through wrappers such as the bounds check)."""
+    while net is not None:
+        training = getattr(net, "training", None)
+        if isinstance(training, dict):
+            return training
+        net = getattr(net, "inner", None)
+    return {}
+
+
 def _model_info(net: Any, path: str | None, untrained: bool) -> dict[str, Any]:
     prov = dict(net.provenance())
-    prov["untrained"] = untrained
+    # A configured checkpoint can itself be an untrained bootstrap (e.g. one copied from another home, or
+    # built for a timing run): its own metadata says so, and the run must be marked like the built-in one.
+    prov["untrained"] = bool(untrained or _checkpoint_training(net).get("untrained"))
     if path:
         prov.setdefault("checkpoint", path)
     return prov
@@ -106,7 +120,7 @@ def load_networks(cfg: FuxiopsConfig) -> Networks:
         asm_untrained = True
     info = {"forecaster": _model_info(fc, fc_path, untrained),
             "assimilator": _model_info(asm, asm_path, asm_untrained)}
-    return Networks(fc, asm, info, untrained or asm_untrained)
+    return Networks(fc, asm, info, bool(info["forecaster"]["untrained"] or info["assimilator"]["untrained"]))
 
 
 def _coords(cfg: FuxiopsConfig, like: Any) -> Any:
@@ -128,7 +142,12 @@ def _norm_from_source(cfg: FuxiopsConfig) -> Any:
     sub = sub[keep]
     if "level" in sub.dims:
         sub = sub.sel(level=list(vs.levels))
-    return compute_stats(sub.load(), vs, cfg.grid_spec, cfg.schedule.step_hours), str(ds.encoding.get("source", ""))
+    # Stream the month in chunks of time (compute_stats pairs tendencies across chunk boundaries): loaded at
+    # once it is 124 states, ~29 GB at 0.25 degrees. The chunk holds at most NORM_CHUNK_BYTES of states.
+    per_state = len(vs.state_channels) * cfg.grid_spec.n_lat * cfg.grid_spec.n_lon * 4
+    n = max(1, min(sub.sizes["time"], NORM_CHUNK_BYTES // max(per_state, 1)))
+    chunks = (sub.isel(time=slice(i, i + n)).load() for i in range(0, sub.sizes["time"], n))
+    return compute_stats(chunks, vs, cfg.grid_spec, cfg.schedule.step_hours), str(ds.encoding.get("source", ""))
 
 
 def _zero_output_head(net: Any, what: str) -> bool:
