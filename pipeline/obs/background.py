@@ -5,8 +5,15 @@ The background is a state Dataset in the conventions of docs/architecture.md
 Values are interpolated bilinearly in the horizontal (longitude periodic)
 and linearly in log-pressure in the vertical. GNSS-RO refractivity is
 computed from the background's geopotential, temperature (and humidity when
-present): N = 77.6 P/T + 3.73e5 e/T^2. Rows with no equivalent (radiances,
-above/below the model levels) get NaN.
+present): N = 77.6 P/T + 3.73e5 e/T^2. Brightness temperatures of the
+microwave temperature sounder (instrument ``mwts``) use the sounder's own
+weighting functions (:mod:`fuxiops.pipeline.obs.mwts`, the very operator the
+testbed world simulates them with) over the background's pressure levels,
+with no surface term and no bias correction: satellite biases show up in
+O-B, as a QC report should show them. Rows with no equivalent (other
+radiance instruments, which need a radiative-transfer model such as RTTOV
+that fuxiops does not have; values above/below the model levels) get NaN,
+and :func:`explain_missing` says why.
 """
 
 from __future__ import annotations
@@ -19,10 +26,13 @@ import xarray as xr
 
 from fuxiops.catalog import G0
 from fuxiops.errors import DataError
+from fuxiops.pipeline.obs.mwts import MWTS_CHANNELS, channel_index, mwts_weights
 
 LAT, LON, LEVEL = "latitude", "longitude", "level"
 SURFACE_VARS = ("t2m", "u10", "v10", "msl")
 PRESSURE_VARS = ("z", "t", "u", "v", "r")
+#: Radiance instruments with an observation operator here; any other needs RTTOV/CRTM.
+RADIANCE_OPERATORS = ("mwts",)
 
 
 def select_time(bg: xr.Dataset, cycle_time: datetime | np.datetime64 | None) -> xr.Dataset:
@@ -113,6 +123,22 @@ def _refractivity(bg: xr.Dataset, hw: HorizontalWeights, height_m: np.ndarray) -
     return np.where(inside, nval, np.nan)
 
 
+def _mwts_tb(bg: xr.Dataset, hw: HorizontalWeights, channels: np.ndarray) -> np.ndarray:
+    """Sounder brightness temperatures: the background temperature column at each point weighted
+    by the channel's weighting function on the background's levels (NaN for unknown channels)."""
+    levels = np.asarray(bg[LEVEL].values, dtype=np.float64)
+    prof = hw(np.asarray(bg["t"].transpose(LEVEL, LAT, LON).values, dtype=np.float64))  # (points, L)
+    tb = prof @ mwts_weights(levels).T  # (points, C)
+    ci = channel_index(channels)
+    return np.where(ci >= 0, tb[np.arange(len(ci)), np.maximum(ci, 0)], np.nan)
+
+
+def _instrument(df: pd.DataFrame) -> np.ndarray:
+    if "instrument" not in df:
+        return np.full(len(df), "", dtype=object)
+    return df["instrument"].astype(object).fillna("").to_numpy(object)
+
+
 def model_equivalents(df: pd.DataFrame, bg: xr.Dataset) -> np.ndarray:
     """H(x_b) per row of an observation DataFrame (NaN where the background has none)."""
     for c in (LAT, LON):
@@ -142,4 +168,60 @@ def model_equivalents(df: pd.DataFrame, bg: xr.Dataset) -> np.ndarray:
         m = good & (var == "refractivity") & (kind == "height")
         if m.any() and levels.size >= 2:
             out[m] = _refractivity(bg, HorizontalWeights(lat[m], lon[m], glat, glon), vert[m])
+        m = good & (var == "brightness_temperature") & (kind == "channel") & (_instrument(df) == "mwts")
+        if m.any() and "t" in bg and levels.size >= 2:
+            out[m] = _mwts_tb(bg, HorizontalWeights(lat[m], lon[m], glat, glon), vert[m])
+    return out
+
+
+def _reason(variable: str, kind: str, instrument: str, bg: xr.Dataset, channels: np.ndarray) -> str:
+    """Why rows of one (variable, vertical kind, instrument) have no model equivalent."""
+    has_levels = LEVEL in bg.coords and bg[LEVEL].size >= 2
+    if variable == "brightness_temperature":
+        if instrument not in RADIANCE_OPERATORS:
+            return (f"no observation operator for radiance instrument {instrument or 'unknown'!r} (only "
+                    f"{', '.join(RADIANCE_OPERATORS)} is modelled; other sounders need a radiative-transfer "
+                    "model such as RTTOV, which fuxiops does not have)")
+        if "t" not in bg or not has_levels:
+            return "background has no temperature on pressure levels"
+        known = {c for c, _, _ in MWTS_CHANNELS}
+        if not set(np.unique(channels).tolist()) <= known:
+            return f"channel not modelled by the mwts operator (channels {sorted(known)})"
+    elif variable in SURFACE_VARS:
+        if variable not in bg:
+            return f"background has no {variable!r}"
+    elif variable in PRESSURE_VARS and kind == "pressure":
+        if variable not in bg or not has_levels:
+            return f"background has no {variable!r} on pressure levels"
+        return "pressure outside the background's levels"
+    elif variable == "refractivity" and kind == "height":
+        if "z" not in bg or "t" not in bg or not has_levels:
+            return "background has no geopotential and temperature on pressure levels"
+        return "height outside the background's geopotential heights"
+    else:
+        return f"no observation operator for {variable!r} with a {kind!r} vertical coordinate"
+    return "invalid position or outside the background grid"
+
+
+def explain_missing(df: pd.DataFrame, bg: xr.Dataset, equivalents: np.ndarray) -> list[dict[str, object]]:
+    """Rows with no model equivalent, per (report type, instrument, variable, reason), with counts.
+
+    The background check skips these rows; a QC report lists them so a user sees,
+    e.g., that HIRS radiances were never background-checked and why.
+    """
+    miss = ~np.isfinite(np.asarray(equivalents, dtype=np.float64))
+    if not miss.any():
+        return []
+    sub = pd.DataFrame({"report_type": df["report_type"].astype(object).to_numpy()[miss],
+                        "instrument": _instrument(df)[miss],
+                        "variable": df["variable"].astype(object).to_numpy()[miss],
+                        "vertical_kind": df["vertical_kind"].astype(object).to_numpy()[miss],
+                        "vertical": df["vertical"].to_numpy(np.float64)[miss]})
+    # Sounder rows of unknown channels get their own group (and reason) apart from the known ones.
+    sub["known"] = (sub["instrument"] != "mwts") | (channel_index(sub["vertical"].to_numpy()) >= 0)
+    out: list[dict[str, object]] = []
+    keys = ["report_type", "instrument", "variable", "vertical_kind", "known"]
+    for (rt, ins, v, k, _), g in sub.groupby(keys, sort=True):
+        out.append({"report_type": str(rt), "instrument": str(ins), "variable": str(v), "rows": int(len(g)),
+                    "reason": _reason(str(v), str(k), str(ins), bg, g["vertical"].to_numpy())})
     return out

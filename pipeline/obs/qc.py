@@ -6,7 +6,8 @@
 4. bounds      -- physical bounds (catalog valid_min/max; brightness temperature 50-350 K)
 5. duplicates  -- same report type, station, time, position, level and variable
 6. blacklist   -- station/platform ids (shell patterns)
-7. background  -- |O-B| > k * sigma_o against the cycle background (when given)
+7. background  -- |O-B| > k * sigma_o against the cycle background (when given);
+                  rows with no model equivalent are skipped, counted with the reason
 8. biweight    -- bi-weight z-score of O-B (of O without background) per latitude band
                   (|lat| < 30, 30-60, 60-90), threshold 6 for radiances and 4 otherwise
 9. thinning    -- one super-ob per grid cell, hour, level/channel and variable
@@ -53,6 +54,8 @@ class QCContext:
     levels_hpa: tuple[int, ...]
     background: xr.Dataset | None = None
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: Rows the background check skipped: (report type, instrument, variable, rows, reason) records.
+    not_checked: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _cycle64(t: datetime | np.datetime64 | str) -> np.datetime64:
@@ -169,12 +172,14 @@ def step_background(df: pd.DataFrame, active: np.ndarray, ctx: QCContext) -> np.
     bad = np.zeros(len(df), bool)
     if ctx.background is None:
         return bad
-    from fuxiops.pipeline.obs.background import model_equivalents, select_time
+    from fuxiops.pipeline.obs.background import explain_missing, model_equivalents, select_time
 
     bg = select_time(ctx.background, ctx.cycle_time)
     b = np.full(len(df), np.nan)
     b[active] = model_equivalents(df.loc[active], bg)
     df["background"] = b
+    # Rows the check had to skip (no model equivalent), with the reason, for the QC report.
+    ctx.not_checked = explain_missing(df.loc[active], bg, b[active])
     omb = df["value"].to_numpy(np.float64) - b
     sigma = df["obs_error"].to_numpy(np.float64)
     has = np.isfinite(b)
@@ -334,6 +339,8 @@ def run_qc(table: pa.Table, *, cycle_time: datetime | np.datetime64 | str,
         cnt = np.bincount(rt_codes[bad], minlength=len(rt_labels))
         by_type = {str(rt_labels[k]): int(n) for k, n in enumerate(cnt) if n}
         steps[name] = {"checked": int(active.sum()), "flagged": int(bad.sum()), "by_report_type": by_type}
+        if name == "background" and ctx.background is not None:
+            steps[name]["not_checked"] = list(ctx.not_checked)
         log.debug("qc step %s: %d of %d rows flagged", name, int(bad.sum()), int(active.sum()))
     if "background" in enabled:
         no_b = ~np.isfinite(df["background"].to_numpy(np.float64)) & (ctx.background is not None)

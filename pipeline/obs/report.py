@@ -1,8 +1,10 @@
 """The per-cycle QC report: JSON for machines, Markdown for people.
 
 Counts by report type and reason bit, per-step counts, O-B mean and standard
-deviation per (report type, variable) over used rows, quarantined files and
-messages with their reasons, skipped messages and notes.
+deviation per (report type, instrument, variable; satellite and channel for
+radiances) over used rows,
+the rows the background check skipped (no model equivalent) with the reason,
+quarantined files and messages with their reasons, skipped messages and notes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 
 from fuxiops.pipeline.obs.flags import QCFlag, bit_table, is_rejected
@@ -35,14 +38,23 @@ def build_report(table: pa.Table, qc_info: dict[str, Any], *, cycle: str, inputs
         by_type[str(t)] = {"rows": int(m.sum()), "used": int(used[m].sum()), "rejected": int((~used[m]).sum()),
                            "by_reason": {k: v for k, v in reasons.items() if v}}
     omb: list[dict[str, Any]] = []
-    for t in sorted(set(rt.tolist())):
-        for v in sorted(set(var[rt == t].tolist())):
-            m = (rt == t) & (var == v) & np.isfinite(bg)
-            d_all = (val - bg)[m]
-            d = (val - bg)[m & used]
-            if d_all.size == 0:
-                continue
-            omb.append({"report_type": str(t), "variable": str(v), "n_used": int(d.size),
+    has_b = np.isfinite(bg)
+    if has_b.any():
+        ins = np.asarray(table.column("instrument").to_pylist(), dtype=object)
+        kind = np.asarray(table.column("vertical_kind").to_pylist(), dtype=object)
+        vert = table.column("vertical").to_numpy(zero_copy_only=False)
+        # Radiances per satellite and channel: each sounder's bias differs from channel to channel.
+        chan = kind == "channel"
+        sid = np.asarray(table.column("station_id").to_pylist(), dtype=object)
+        keys = pd.DataFrame({"rt": rt, "ins": [x or "" for x in ins], "var": var,
+                             "plat": np.where(chan, sid, ""), "ch": np.where(chan, vert, -1.0)})[has_b]
+        groups = keys.groupby(["rt", "ins", "var", "plat", "ch"], sort=False).indices
+        for (t, i, v, pl, c), idx in sorted(groups.items()):
+            rows = keys.index.to_numpy()[idx]
+            d_all = (val - bg)[rows]
+            d = (val - bg)[rows[used[rows]]]
+            omb.append({"report_type": str(t), "instrument": str(i), "variable": str(v),
+                        "platform": str(pl) or None, "channel": int(c) if c >= 0 else None, "n_used": int(d.size),
                         "mean": float(d.mean()) if d.size else None,
                         "std": float(d.std(ddof=0)) if d.size else None,
                         "n_all": int(d_all.size), "mean_all": float(d_all.mean()), "std_all": float(d_all.std())})
@@ -59,6 +71,7 @@ def build_report(table: pa.Table, qc_info: dict[str, Any], *, cycle: str, inputs
         "step_order": qc_info.get("order", []),
         "background": bool(qc_info.get("background", False)),
         "o_minus_b": omb,
+        "background_not_checked": list(qc_info.get("steps", {}).get("background", {}).get("not_checked", [])),
         "inputs": list(inputs),
         "quarantined": list(quarantined),
         "skipped_messages": dict(skipped or {}),
@@ -92,10 +105,19 @@ def to_markdown(rep: dict[str, Any]) -> str:
         s = rep["steps"][name]
         lines.append(f"| {name} | {s['checked']} | {s['flagged']} |")
     if rep["o_minus_b"]:
-        lines += ["", "## O-B (used rows)", "", "| report type | variable | n | mean | std |", "|---|---|---:|---:|---:|"]
+        lines += ["", "## O-B (used rows)", "",
+                  "| report type | instrument | variable | platform | channel | n | mean | std |",
+                  "|---|---|---|---|---:|---:|---:|---:|"]
         for r in rep["o_minus_b"]:
-            lines.append(f"| {r['report_type']} | {r['variable']} | {r['n_used']} | {_fmt(r['mean'])} | "
-                         f"{_fmt(r['std'])} |")
+            lines.append(f"| {r['report_type']} | {r.get('instrument') or '-'} | {r['variable']} | "
+                         f"{r.get('platform') or '-'} | {_fmt(r.get('channel'))} | {r['n_used']} | "
+                         f"{_fmt(r['mean'])} | {_fmt(r['std'])} |")
+    if rep.get("background_not_checked"):
+        lines += ["", "## Not background-checked (no model equivalent)", "",
+                  "| report type | instrument | variable | rows | reason |", "|---|---|---|---:|---|"]
+        for r in rep["background_not_checked"]:
+            lines.append(f"| {r['report_type']} | {r['instrument'] or '-'} | {r['variable']} | {r['rows']} | "
+                         f"{str(r['reason']).replace('|', '/')} |")
     if rep["quarantined"]:
         lines += ["", "## Quarantined", ""]
         for q in rep["quarantined"][:50]:

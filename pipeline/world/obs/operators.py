@@ -8,7 +8,8 @@
   has e = 0 but the formula keeps it);
 * microwave-sounder brightness temperature: TB_c = sum_k W_c(p_k) T(p_k), with
   normalised Gaussian weighting functions in ln p (see :data:`MWTS_CHANNELS`);
-  no surface emission term, no radiative transfer beyond this weighting.
+  no surface emission term, no radiative transfer beyond this weighting. Defined
+  in :mod:`fuxiops.pipeline.obs.mwts` (shared with the QC background operator).
 """
 
 from __future__ import annotations
@@ -18,14 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fuxiops.errors import DataError
+# The sounder's weighting functions are shared with the observation QC's H(x_b): one definition, re-exported here.
+from fuxiops.pipeline.obs.mwts import MWTS_CHANNELS, brightness_temperature, mwts_weights  # noqa: F401
 
 GRAVITY = 9.80665
-
-#: Microwave temperature sounder channels: (channel number, peak pressure hPa, ln-p half width).
-#: Modelled on the oxygen-band channels of FY-3 MWTS-2 / AMSU-A (peaks 850 ... 100 hPa).
-MWTS_CHANNELS: tuple[tuple[int, float, float], ...] = (
-    (3, 850.0, 0.45), (5, 600.0, 0.45), (7, 400.0, 0.45), (9, 250.0, 0.45), (11, 150.0, 0.45), (13, 80.0, 0.5),
-)
 
 
 @dataclass(frozen=True)
@@ -99,29 +96,6 @@ def refractivity(p_hpa: np.ndarray, t_k: np.ndarray, e_hpa: np.ndarray | float =
     """Smith-Weintraub refractivity N = 77.6 P/T + 3.73e5 e/T^2 (P, e in hPa, T in K)."""
     t = np.asarray(t_k, dtype=np.float64)
     return 77.6 * np.asarray(p_hpa, dtype=np.float64) / t + 3.73e5 * np.asarray(e_hpa, dtype=np.float64) / t ** 2
-
-
-def mwts_weights(levels_hpa: np.ndarray,
-                 channels: tuple[tuple[int, float, float], ...] = MWTS_CHANNELS) -> np.ndarray:
-    """Weighting functions W[c, level]: Gaussian in ln p around each peak, trapezoid layer
-    thickness in ln p, normalised to sum 1 (an isothermal profile gives TB = T)."""
-    lev = np.asarray(levels_hpa, dtype=np.float64)
-    lnp = np.log(lev)
-    order = np.argsort(lnp)
-    s = lnp[order]
-    thick = np.empty_like(s)
-    thick[1:-1] = (s[2:] - s[:-2]) / 2
-    thick[0], thick[-1] = (s[1] - s[0]) / 2, (s[-1] - s[-2]) / 2
-    dlnp = np.empty_like(thick)
-    dlnp[order] = thick
-    w = np.stack([np.exp(-((lnp - np.log(pc)) / hw) ** 2) * dlnp for _, pc, hw in channels])
-    return w / w.sum(axis=1, keepdims=True)
-
-
-def brightness_temperature(levels_hpa: np.ndarray, t_profile: np.ndarray,
-                           channels: tuple[tuple[int, float, float], ...] = MWTS_CHANNELS) -> np.ndarray:
-    """TB[c, n] for temperature columns ``t_profile[level, n]``."""
-    return mwts_weights(levels_hpa, channels) @ np.asarray(t_profile, dtype=np.float64)
 
 
 def wind_dir_speed(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
