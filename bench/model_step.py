@@ -133,6 +133,8 @@ def main() -> None:
     ap.add_argument("--rollout", default="", help="also time a real streamed rollout of this preset "
                     "(generator -> Zarr, as `fuxiops forecast`) for --steps leads")
     ap.add_argument("--rollout-out", default="/tmp/fuxiops-bench-rollout.zarr", help="where that rollout is written")
+    ap.add_argument("--merge", action="store_true", help="keep the rows of presets not rerun from the existing "
+                    "model_step.json (each row keeps its own date and load average)")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--child-rollout", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--report-only", action="store_true", help="rewrite model_step.md from the JSON and print it")
@@ -181,6 +183,8 @@ def main() -> None:
                "rss_after_build_bytes": child["rss_after_build_bytes"],
                "traced_activation_peak_bytes": s.activation_peak_bytes,
                f"rollout_{args.steps}_steps_seconds_extrapolated": args.steps * t["median"]}
+        res["measured_utc"] = machine_facts()["date_utc"]
+        res["load_average"] = os.getloadavg()
         results.append(res)
     rollout = None
     if args.rollout:
@@ -189,7 +193,22 @@ def main() -> None:
                            capture_output=True, text=True)
         rollout = (json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0
                    else {"preset": args.rollout, "error": p.stderr[-2000:]})
+        rollout["measured_utc"] = machine_facts()["date_utc"]
+        rollout["load_average_end"] = os.getloadavg()
         shutil.rmtree(args.rollout_out, ignore_errors=True)
+    if args.merge:
+        from _common import RESULTS
+        old = RESULTS / "model_step.json"
+        if old.exists():
+            prev = json.loads(old.read_text())
+            rerun = {r["preset"] for r in results}
+            for r in prev.get("results", []):
+                if r["preset"] not in rerun:
+                    r.setdefault("measured_utc", prev["machine"]["date_utc"])
+                    r.setdefault("load_average", prev.get("load_average_end"))
+                    results.append(r)
+            if rollout is None:
+                rollout = prev.get("rollout")
     out = {"benchmark": "model_step", "machine": machine_facts(), "threads": threads,
            "packages": package_versions(["torch", "numpy", "fuxiops"]),
            "matmul_fp32_gflops": rate, "load_average_start": load_start, "load_average_end": os.getloadavg(),
@@ -211,26 +230,29 @@ def report(out: dict, steps: int = 40) -> str:
     rows = []
     for r in out["results"]:
         if "error" in r:
-            rows.append([r["preset"], "failed", "", "", "", "", "", ""])
+            rows.append([r["preset"], "failed", "", "", "", "", "", "", ""])
             continue
         t = r["step_seconds"]
         theory = r["theoretical_seconds_at_matmul_rate"]
         rows.append([r["preset"], f"{r['parameters'] / 1e6:.2f} M", f"{r['flops_per_step'] / 1e9:.0f}",
                      f"{t['median']:.1f} ({t['min']:.1f}-{t['max']:.1f})", f"{theory:.1f}",
                      f"{100 * r['fraction_of_ceiling']:.0f}%", f"{r['peak_rss_bytes'] / 2 ** 30:.2f}",
-                     f"{steps * t['median'] / 60:.1f}"])
+                     f"{steps * t['median'] / 60:.1f}",
+                     f"{r.get('measured_utc', '')[11:16]} / {(r.get('load_average') or [float('nan')])[0]:.1f}"])
     head = (f"Forecaster step at {out['grid']} ({out['variables']}), PyTorch eager fp32, {out['threads']} threads, "
             f"{out['machine']['cpu']} ({out['machine']['cores']} cores), {out['machine']['date_utc']}; "
             f"load average {tuple(round(x, 1) for x in out.get('load_average_start', ()))} -> "
             f"{tuple(round(x, 1) for x in out.get('load_average_end', ()))}\n\n"
             f"fp32 matmul rate: {rate['median']:.1f} GFLOP/s (min {rate['min']:.1f}, max {rate['max']:.1f})\n\n")
     text = head + markdown_table(["preset", "params", "GFLOP/step", "step s median (min-max)", "theory s",
-                                  "of ceiling", "peak RSS GiB", f"{steps}-step min"], rows)
+                                  "of ceiling", "peak RSS GiB", f"{steps}-step min",
+                                  "measured UTC / load"], rows)
     ro = out.get("rollout")
     if ro and "error" not in ro:
         text += (f"\n\nMeasured rollout ({ro['preset']}, {ro['steps']} steps streamed to Zarr as `fuxiops forecast` "
                  f"does): {ro['wall_seconds'] / 60:.1f} min, peak RSS {ro['peak_rss_bytes'] / 2 ** 30:.2f} GiB "
-                 f"({ro['store_bytes'] / 2 ** 30:.1f} GiB written).")
+                 f"({ro['store_bytes'] / 2 ** 30:.1f} GiB written); finished {ro.get('measured_utc', '?')}, load average "
+                 f"{tuple(round(x, 1) for x in ro.get('load_average_end', ()))}.")
     elif ro:
         text += f"\n\nRollout of {ro['preset']} failed: {ro['error'][-300:]}"
     return text

@@ -3,10 +3,11 @@
 Held-Suarez needs a few hundred days from rest before its climate is steady
 (the free-atmosphere radiative time scale is 40 days). Two ways:
 
-* ``run_spinup``: the truth core itself (T42 L20) from rest; resumable; after
+* ``run_spinup`` (used for the shipped states: 480 days, 240 discarded, one
+  every 30): the truth core itself (T42 L20) from rest; resumable; after
   ``discard_days`` keeps a state every ``keep_every_days`` (about 4.5 CPU-s
-  per simulated day: hours on a shared machine);
-* ``run_spinup_two_stage`` (used for the shipped states): the slow climate
+  per simulated day);
+* ``run_spinup_two_stage`` (quick experiments): the slow climate
   adjustment runs at T21 L20 (same sigma levels, 60-minute steps, ~20 times
   cheaper), then every kept T21 state is mapped to T42 (zero-padded spectrum)
   and integrated ``adjust_days`` at T42 so that the small scales and the T42
