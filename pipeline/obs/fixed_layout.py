@@ -19,11 +19,19 @@ template is routed to ecCodes for the rest of the process and a warning
 names it. ``FUXIOPS_BUFR_FAST=0`` (or reader option ``fast_path: false``)
 switches the fast path off.
 
-Readers opt in with ``fast_path = True`` (SYNOP, AMDAR): they take message
-and subset indices per row from the batch, commit no row before all their
-reads succeeded, emit rows in the same order for both paths, and reject
-single messages of a batch with :class:`MessagesRejected`. Templates with
-delayed replication (TEMP, GNSS-RO), compressed and multi-subset messages
+Readers opt in with ``fast_path = True`` (SYNOP, AMDAR, TEMP): they take
+message and subset indices per row from the batch, commit no row before all
+their reads succeeded, emit rows in the same order for both paths, and reject
+single messages of a batch with :class:`MessagesRejected`.
+
+Templates with delayed replication (TEMP profiles) are learned as a node
+structure instead (:class:`VarLayout`: fixed elements, replicated flat blocks,
+data-present bitmaps, confidence and substituted values): each message's
+replication counts are read from its own bits, the whole section 4 is walked
+and must end exactly where its length says, and a :class:`VarBatch` gives
+per subset as many values as ecCodes would. Only readers that also set
+``fast_path_replication = True`` (TEMP) get such batches. Nested replication,
+other operators, zero/missing counts, compressed and multi-subset messages
 keep the per-message ecCodes path.
 """
 
@@ -75,6 +83,10 @@ class MessagesRejected(MessageError):
         super().__init__(reason)
         self.indices = sorted(set(int(i) for i in indices))
         self.reason = reason
+
+
+class NotATeacher(MessageError):
+    """This message cannot teach its template's layout (another message of the template may)."""
 
 
 class UnusualData(FastPathUnavailable):
@@ -224,6 +236,8 @@ class Layout:
         return d
 
 
+#: Start of the reasons that concern one message only: the next message of the template may teach the layout.
+LEARN_AGAIN = "cannot learn from this message"
 #: Per process: template key -> layout, or the reason the template is not eligible.
 _LAYOUTS: dict[tuple[Any, ...], Layout | str] = {}
 #: Per process counters: messages read by the fast path, and messages of fast groups given back to ecCodes.
@@ -243,9 +257,11 @@ def layout_for(header: Header, raw: RawMessage) -> Layout | str:
     if lay is None:
         try:
             lay = learn(header, raw)
+        except NotATeacher as e:
+            return f"{LEARN_AGAIN}: {e}"
         except MessageError as e:
             # This one message is bad (ecCodes will quarantine it); another may teach the layout.
-            return f"ecCodes cannot decode message {raw.index} ({e})"
+            return f"{LEARN_AGAIN}: ecCodes cannot decode message {raw.index} ({e})"
         except Exception as e:  # any surprise here only costs speed
             lay = f"layout not learned ({type(e).__name__}: {e})"
         _LAYOUTS[header.key] = lay
@@ -285,7 +301,7 @@ def learn(header: Header, raw: RawMessage) -> Layout | str:
     if not (len(names) == len(types) == widths.size == scales.size == refs.size == n) or n == 0:
         return "expanded descriptor arrays of different lengths"
     if np.isin(desc, list(REPLICATION_FACTORS)).any():
-        return "delayed replication"
+        return _learn_replicated(header, raw, desc, names, types, widths, scales, refs, sizes)
     f = desc // 100000
     if (f == 1).any() or (f == 3).any():
         return "unexpanded sequence or replication in the expanded descriptors"
@@ -527,3 +543,343 @@ def _difference(mine: Any, ref: Any, strings: bool, many: bool) -> str:
         k = bad[0]
         return f"{a[k]!r} != {b[k]!r} (rank {k + 1})"
     return ""
+
+
+# -- delayed replication (TEMP profiles) ------------------------------------------
+#
+# ecCodes' expanded descriptors of a template with delayed replication list each replicated block ONCE:
+# ``1XY000``, the factor (0 31 001/0 31 002), then the X descriptors of the block. Messages of one template
+# then differ only by their replication counts. The data part (everything before the first quality
+# operator 2 22 000/2 23 000) is a list of nodes: single elements and delayed replications of a flat block of
+# elements; the quality part after it holds data-present bitmaps (a replicated 0 31 031), plain elements,
+# replicated plain blocks (e.g. % confidence) and replicated 2 23 255 substituted-value markers (each as wide
+# as the data element its bitmap entry names). Each message's counts are read from its own bits; the offsets
+# of every data element then follow, and the total must equal the section-4 length. Readers only get
+# elements of the data part.
+
+#: Operators that open the quality part (their bitmaps refer to the data part's elements).
+QUALITY_OPERATORS = frozenset({222000, 223000})
+DATA_PRESENT = 31031
+SUBSTITUTED_MARKER = 223255
+
+
+@dataclass
+class Node:
+    """One piece of a replicated template: an element, or a delayed replication of a flat block."""
+
+    kind: str  # "elem", "rep" (data or quality block), "bitmap", "markers"
+    #: expanded index of the element / of the factor
+    index: int
+    width: int = 0
+    #: expanded indices of the block elements and their bit offsets inside one repetition
+    block: tuple[int, ...] = ()
+    block_offsets: tuple[int, ...] = ()
+    block_width: int = 0
+
+
+@dataclass
+class VarLayout(Layout):
+    """A template with delayed replication: a node structure instead of fixed offsets (``offsets``, ``data_len``
+    unused)."""
+
+    data_nodes: list[Node] = field(default_factory=list)
+    quality_nodes: list[Node] = field(default_factory=list)
+    #: widths of the data-part nodes that are single elements (bitmaps count them as one entry each)
+    n_data_elements_fixed: int = 0
+
+
+def _learn_replicated(header: Header, raw: RawMessage, desc: np.ndarray, names: list[str], types: list[str],
+                      widths: np.ndarray, scales: np.ndarray, refs: np.ndarray, sizes: dict[str, int]
+                      ) -> VarLayout | str:
+    """Node structure of a template with delayed replication, checked on the message it was learned from."""
+    n = desc.size
+    f = desc // 100000
+    data_nodes: list[Node] = []
+    quality_nodes: list[Node] = []
+    nodes = data_nodes
+    i = 0
+    while i < n:
+        d = int(desc[i])
+        if f[i] == 0:
+            if d in REPLICATION_FACTORS:
+                return "replication factor outside a replication"
+            nodes.append(Node("elem", i, int(widths[i])))
+            i += 1
+        elif f[i] == 1:
+            x, y = (d // 1000) % 100, d % 1000
+            if y != 0 or i + 1 >= n or int(desc[i + 1]) not in REPLICATION_FACTORS or int(desc[i + 1]) == 31000:
+                return f"replication {d:06d} is not a plain delayed replication"
+            fac = i + 1
+            block = list(range(i + 2, i + 2 + x))
+            if not block or block[-1] >= n:
+                return "replicated block runs past the descriptors"
+            bd = [int(desc[j]) for j in block]
+            if nodes is quality_nodes and len(bd) == 1 and bd[0] == DATA_PRESENT:
+                nodes.append(Node("bitmap", fac, int(widths[fac])))
+            elif nodes is quality_nodes and len(bd) == 1 and bd[0] == SUBSTITUTED_MARKER:
+                nodes.append(Node("markers", fac, int(widths[fac])))
+            elif all(f[j] == 0 and int(desc[j]) not in REPLICATION_FACTORS for j in block):
+                bw = [int(widths[j]) for j in block]
+                offs = tuple(int(v) for v in np.concatenate([[0], np.cumsum(bw)[:-1]]))
+                nodes.append(Node("rep", fac, int(widths[fac]), tuple(block), offs, int(sum(bw))))
+            else:
+                return "nested replication or operators inside a replicated block"
+            i = block[-1] + 1
+        else:
+            if d in QUALITY_OPERATORS:
+                nodes = quality_nodes
+            elif d not in ALLOWED_OPERATORS or nodes is data_nodes:
+                return f"operator {d:06d} is not supported with delayed replication"
+            i += 1
+    if not data_nodes:
+        return "no data elements"
+    if any(nd.kind != "elem" and not (0 < nd.width <= MAX_NUMERIC_WIDTH) for nd in data_nodes + quality_nodes):
+        return "replication factor of unusual width"
+    # Names readable by the fast path: elements of the data part (never factors, one-bit flags or operators).
+    data_idx = [nd.index for nd in data_nodes if nd.kind == "elem"] + \
+        [j for nd in data_nodes if nd.kind == "rep" for j in nd.block]
+    positions: dict[str, list[int]] = {}
+    unreadable: set[str] = set()
+    for j in sorted(data_idx):
+        name, typ, w = names[j], types[j], int(widths[j])
+        if typ in NUMERIC_TYPES and 1 < w <= MAX_NUMERIC_WIDTH and int(desc[j]) not in NEVER_MISSING:
+            positions.setdefault(name, []).append(j)
+        else:
+            unreadable.add(name)
+    readable_set = set(data_idx)
+    unreadable |= {names[j] for j in range(n) if j not in readable_set}
+    for name in unreadable:
+        positions.pop(name, None)
+    lay = VarLayout(header.key, header.template, desc, names, types, widths, scales, refs,
+                    np.zeros(0, dtype=np.int64), -1, positions, frozenset(unreadable), raw.data,
+                    data_nodes=data_nodes, quality_nodes=quality_nodes,
+                    n_data_elements_fixed=sum(1 for nd in data_nodes if nd.kind == "elem"))
+    walk = walk_message(lay, raw.data, header, strict=False)
+    if isinstance(walk, str):
+        # This message (e.g. no levels at all) cannot teach the template; another one may.
+        raise NotATeacher(f"message {raw.index} does not fit its own structure: {walk}")
+    # Occurrences per name in the learned message must be ecCodes' number of values (ranks stay aligned).
+    starts, counts = walk
+    for name, pos in list(positions.items()):
+        occ = 0
+        for nd, c in zip(data_nodes, _expand_counts(lay, counts)):
+            if nd.kind == "elem":
+                occ += int(nd.index in pos)
+            else:
+                occ += c * sum(1 for j in nd.block if j in pos)
+        if sizes.get(name) != occ:
+            positions.pop(name)
+            lay.unreadable = lay.unreadable | {name}
+    return lay
+
+
+def _expand_counts(lay: VarLayout, counts: tuple[int, ...]) -> list[int]:
+    """Count per data node (1 for single elements)."""
+    it = iter(counts)
+    return [1 if nd.kind == "elem" else next(it) for nd in lay.data_nodes]
+
+
+def walk_message(lay: VarLayout, data: bytes, header: Header, strict: bool = True
+                 ) -> tuple[list[int], tuple[int, ...]] | str:
+    """Bit offset of each data node and the data replication counts of one message, or why it does not fit.
+
+    The whole section 4 is walked (quality part included) and must end within the padding of its length
+    (``strict``; some real TEMP messages carry tens of extra bytes at the end of section 4, which ecCodes
+    ignores: those are left to ecCodes, but may still teach the template's structure).
+    """
+    body = data[header.data_start:header.data_start + header.data_len]
+    nbits = len(body) * 8
+    big = int.from_bytes(body, "big")
+
+    def read(pos: int, w: int) -> int:
+        if pos + w > nbits:
+            raise IndexError
+        return (big >> (nbits - pos - w)) & ((1 << w) - 1)
+
+    pos = 0
+    starts: list[int] = []
+    counts: list[int] = []
+    widths = lay.widths
+    try:
+        for nd in lay.data_nodes:
+            starts.append(pos)
+            if nd.kind == "elem":
+                pos += nd.width
+            else:
+                c = read(pos, nd.width)
+                if c == 0 or c == (1 << nd.width) - 1:
+                    # No repetition: ecCodes then knows no such element in this message (and all-ones
+                    # is not a count): such messages are left to it.
+                    return "replication count 0 or missing"
+                counts.append(c)
+                pos += nd.width + c * nd.block_width
+        n_data = lay.n_data_elements_fixed + sum(1 + c * len(nd.block) for nd, c in
+                                                 zip([x for x in lay.data_nodes if x.kind == "rep"], counts))
+        bitmap: np.ndarray | None = None
+        for nd in lay.quality_nodes:
+            if nd.kind == "elem":
+                pos += nd.width
+                continue
+            c = read(pos, nd.width)
+            pos += nd.width
+            if nd.kind == "rep":
+                pos += c * nd.block_width
+            elif nd.kind == "bitmap":
+                if c != n_data:
+                    return f"bitmap of {c} entries for {n_data} data elements"
+                bits = read(pos, c)
+                pos += c
+                bitmap = np.frombuffer(format(bits, f"0{c}b").encode(), dtype=np.uint8) == ord("0")
+            else:  # substituted values: as wide as the data elements their bitmap marks present
+                if bitmap is None or c != int(bitmap.sum()):
+                    return "substituted values do not match their bitmap"
+                pos += int(_data_widths(lay, counts)[bitmap].sum())
+    except IndexError:
+        return "structure runs past section 4"
+    if strict and not 0 <= nbits - pos < 16:
+        return f"structure has {pos} bits but section 4 holds {nbits}"
+    return starts, tuple(counts)
+
+
+def _data_widths(lay: VarLayout, counts: tuple[int, ...]) -> np.ndarray:
+    """Width of every data element (factors included) in message order, for the given counts."""
+    parts = []
+    for nd, c in zip(lay.data_nodes, _expand_counts(lay, counts)):
+        if nd.kind == "elem":
+            parts.append([nd.width])
+        else:
+            parts.append([nd.width])
+            parts.append(np.tile(lay.widths[list(nd.block)], c))
+    return np.concatenate([np.asarray(p, dtype=np.int64) for p in parts])
+
+
+class VarBatch(FixedBatch):
+    """Single-subset messages of one template with delayed replication, one subset per message.
+
+    ``values(key)`` gives per subset the occurrences of ``key`` in that message (lengths differ with the
+    replication counts), exactly as ecCodes would for the message alone.
+    """
+
+    fixed_structure = False
+
+    def __init__(self, layout: VarLayout, messages: Sequence[RawMessage], headers: Sequence[Header],
+                 walks: Sequence[tuple[list[int], tuple[int, ...]]]) -> None:
+        self.layout = layout
+        self.messages = list(messages)
+        self.headers = list(headers)
+        self.n_subsets = len(self.messages)
+        self.edition = headers[0].edition
+        self.data_category = headers[0].data_category
+        self.template = layout.template
+        self.message_indices = np.array([m.index for m in self.messages], dtype=np.int32)
+        self.subset_indices = np.zeros(self.n_subsets, dtype=np.int32)
+        lens = [h.data_len for h in headers]
+        self._base = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64) * 8
+        self._buf = np.frombuffer(b"".join(m.data[h.data_start:h.data_start + h.data_len]
+                                           for m, h in zip(messages, headers)) + b"\0" * 8, dtype=np.uint8)
+        self._starts = np.array([w[0] for w in walks], dtype=np.int64).reshape(self.n_subsets, -1)
+        self._counts = np.array([_expand_counts(layout, w[1]) for w in walks], dtype=np.int64
+                                ).reshape(self.n_subsets, -1)
+        sample = {0} | {i for i, m in enumerate(self.messages) if m.index % CHECK_EVERY == 0}
+        self._check_rows = sorted(sample)
+        self._reference: dict[int, Message] = {}
+        self._columns: dict[tuple[int, bool], np.ndarray] = {}
+        self._cache: dict[str, list[np.ndarray]] = {}
+        self._checked: set[tuple[str, str, bool]] = set()
+
+    def _decode(self, key: str) -> list[np.ndarray]:
+        """All occurrences of ``key`` per message, in ecCodes' rank order."""
+        out = self._cache.get(key)
+        if out is not None:
+            return out
+        lay = self.layout
+        pos = set(lay.positions[key])
+        R = self.n_subsets
+        rows_l, offs_l, elem_l, order_l = [], [], [], []
+        rank_base = np.zeros(R, dtype=np.int64)  # occurrences before the current node, per message
+        for k, nd in enumerate(lay.data_nodes):
+            cnt = self._counts[:, k]
+            if nd.kind == "elem":
+                if nd.index in pos:
+                    rows_l.append(np.arange(R))
+                    offs_l.append(self._starts[:, k])
+                    elem_l.append(np.full(R, nd.index))
+                    order_l.append(rank_base.copy())
+                    rank_base += 1
+                continue
+            inblock = [(j, o) for j, o in zip(nd.block, nd.block_offsets) if j in pos]
+            if not inblock:
+                continue
+            tot = int(cnt.sum())
+            rows = np.repeat(np.arange(R), cnt)
+            rep = np.arange(tot) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            bstart = np.repeat(self._starts[:, k] + nd.width, cnt) + rep * nd.block_width
+            m = len(inblock)
+            for q, (j, o) in enumerate(inblock):
+                rows_l.append(rows)
+                offs_l.append(bstart + o)
+                elem_l.append(np.full(tot, j))
+                order_l.append(np.repeat(rank_base, cnt) + rep * m + q)
+            rank_base += cnt * m
+        rows = np.concatenate(rows_l)
+        offs = np.concatenate(offs_l).astype(np.int64)
+        elem = np.concatenate(elem_l)
+        order = np.lexsort((np.concatenate(order_l), rows))
+        rows, offs, elem = rows[order], offs[order], elem[order]
+        absb = self._base[rows] + offs
+        vals = np.empty(absb.size, dtype=np.float64)
+        for j in np.unique(elem):
+            sel = elem == j
+            w = int(lay.widths[j])
+            a = absb[sel]
+            win = self._buf[(a >> 3)[:, None] + np.arange(8)]
+            word = np.ascontiguousarray(win).view(">u8")[:, 0].astype(np.uint64)
+            raw = (word >> (np.uint64(64 - w) - (a & 7).astype(np.uint64))) & np.uint64((1 << w) - 1)
+            v = (raw.astype(np.int64) + np.int64(lay.references[j])).astype(np.float64) * _power10(int(lay.scales[j]))
+            v[raw == np.uint64((1 << w) - 1)] = np.nan
+            vals[sel] = v
+        out = np.split(vals, np.cumsum(rank_base)[:-1])
+        self._cache[key] = out
+        return out
+
+    def _check_type(self, key: str, strings: bool) -> None:
+        if strings:
+            raise FastPathUnavailable(f"element {key!r} asked as a string")
+
+    def first(self, key: str, *, strings: bool = False) -> np.ndarray | None:
+        if not self.has(key):
+            return None
+        self._check_type(key, strings)
+        out = np.array([v[0] if len(v) else np.nan for v in self._decode(key)], dtype=np.float64)
+        self._verify("first", key, strings, [out[r] for r in self._check_rows])
+        return out
+
+    def values(self, key: str, *, strings: bool = False) -> list[np.ndarray] | None:
+        if not self.has(key):
+            return None
+        self._check_type(key, strings)
+        out = self._decode(key)
+        self._verify("values", key, strings, [out[r] for r in self._check_rows])
+        return list(out)
+
+
+def make_batch(layout: Layout, messages: Sequence[RawMessage], headers: Sequence[Header]
+               ) -> tuple[FixedBatch | None, list[RawMessage]]:
+    """The batch of the messages that fit ``layout`` and the messages left to ecCodes (file order)."""
+    if isinstance(layout, VarLayout):
+        fit, walks, back = [], [], []
+        for k, (m, h) in enumerate(zip(messages, headers)):
+            w = walk_message(layout, m.data, h)
+            if isinstance(w, str):
+                back.append(m)
+            else:
+                fit.append(k)
+                walks.append(w)
+        if not fit:
+            return None, back
+        return VarBatch(layout, [messages[k] for k in fit], [headers[k] for k in fit], walks), back
+    fit = [k for k, h in enumerate(headers) if h.data_len == layout.data_len]
+    back = [messages[k] for k in range(len(messages)) if headers[k].data_len != layout.data_len]
+    if not fit:
+        return None, back
+    return FixedBatch(layout, [messages[k] for k in fit], [headers[k] for k in fit]), back

@@ -114,6 +114,9 @@ class BufrReader(Reader):
     #: :func:`subset_indices`, (2) commit no row before all its reads of a message succeeded and (3) give the
     #: same rows in the same order whether its messages come one by one or as one batch.
     fast_path: ClassVar[bool] = False
+    #: Whether templates with delayed replication may come as one batch too (``values`` per subset then
+    #: have different lengths); needs ``fast_path``.
+    fast_path_replication: ClassVar[bool] = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -202,16 +205,18 @@ class BufrReader(Reader):
         layout: fixed_layout.Layout | str = "no message"
         for k in range(min(3, len(msgs))):  # a corrupt first message must not cost the whole group
             layout = fixed_layout.layout_for(group.headers[k], msgs[k])
-            if not isinstance(layout, str) or not layout.startswith("ecCodes cannot decode"):
+            if not isinstance(layout, str) or not layout.startswith(fixed_layout.LEARN_AGAIN):
                 break
         if isinstance(layout, str) or self.name in layout.refused:
             return list(msgs)
-        # A message whose data section has another length is not of this layout: ecCodes reads it.
-        fit = [k for k, h in enumerate(group.headers) if h.data_len == layout.data_len]
-        back = [msgs[k] for k in range(len(msgs)) if group.headers[k].data_len != layout.data_len]
-        if not fit:
+        if isinstance(layout, fixed_layout.VarLayout) and not self.fast_path_replication:
+            return list(msgs)
+        # A message whose data section does not fit the layout (another length, other replication
+        # structure) is not of this layout: ecCodes reads it.
+        made, back = fixed_layout.make_batch(layout, msgs, group.headers)
+        if made is None:
             return back
-        batch = fixed_layout.FixedBatch(layout, [msgs[k] for k in fit], [group.headers[k] for k in fit])
+        batch = made
         try:
             try:
                 self._check_signature(batch)  # type: ignore[arg-type]
@@ -236,8 +241,11 @@ class BufrReader(Reader):
                     batch.close()
                     if not keep:
                         return back
-                    batch = fixed_layout.FixedBatch(layout, [batch.messages[k] for k in keep],
-                                                    [batch.headers[k] for k in keep])
+                    again, lost = fixed_layout.make_batch(layout, [batch.messages[k] for k in keep],
+                                                          [batch.headers[k] for k in keep])
+                    if again is None or lost:
+                        raise RuntimeError("kept messages no longer fit their layout")
+                    batch = again
         except (fixed_layout.LayoutMismatch, fixed_layout.UnusualData):
             # A mismatch has rejected the template for every reader (and logged it); unusual data concerns
             # only these messages.

@@ -13,7 +13,8 @@ import numpy as np
 from fuxiops.catalog import G0
 from fuxiops.pipeline.obs.bufr import Message, compose_times
 from fuxiops.pipeline.obs.obs_errors import obs_error
-from fuxiops.pipeline.obs.readers.base import BufrReader, lat_lon, station_ids, wind_to_uv
+from fuxiops.pipeline.obs.readers.base import (BufrReader, lat_lon, message_indices, station_ids, subset_indices,
+                                               wind_to_uv)
 from fuxiops.pipeline.obs.schema import RowBuilder
 
 
@@ -28,6 +29,10 @@ class ProfileReader(BufrReader):
     name = "temp"
     signature = ("airTemperature", "nonCoordinateGeopotential", "nonCoordinateGeopotentialHeight", "windSpeed")
     categories = (2,)
+    #: Single-subset profiles of one template come as one batch (pipeline.obs.fixed_layout), levels per
+    #: subset; rows are put back in file order in end_batch, so both paths give the same table.
+    fast_path = True
+    fast_path_replication = True
 
     def begin_batch(self) -> None:
         self._rows: dict[str, dict[str, list[np.ndarray]]] = {}
@@ -50,7 +55,8 @@ class ProfileReader(BufrReader):
         per_key.update({k: msg.values(k) for k in keys})
         if per_key["pressure"] is None:
             raise _no_pressure()
-        staged: list[tuple[str, dict[str, np.ndarray]]] = []
+        staged: list[tuple[str, dict[str, np.ndarray], tuple]] = []
+        midx, sidx = message_indices(msg, index), subset_indices(msg)
         for s in range(msg.n_subsets):
             pres = per_key["pressure"][s]
             arrays = {k: (v[s] if v is not None else None) for k, v in per_key.items()}
@@ -95,19 +101,33 @@ class ProfileReader(BufrReader):
                 ok = np.isfinite(values)
                 n = int(ok.sum())
                 if n:
-                    staged.append((var, {"sid": np.full(n, sid[s], dtype=object), "lat": lat[ok], "lon": lon[ok],
-                                         "p": pres[ok], "val": values[ok], "off": offset[ok],
-                                         "launch": np.tile(launch, (n, 1)), "msg": np.full(n, index, np.int32),
-                                         "sub": np.full(n, s, np.int32)}))
-        for var, cols in staged:  # only after the whole message decoded: a failure leaves nothing behind
+                    # Per-profile constants (station, launch time, indices) are kept once and repeated
+                    # per row in end_batch: a batch holds hundreds of profiles.
+                    staged.append((var, {"lat": lat[ok], "lon": lon[ok], "p": pres[ok], "val": values[ok],
+                                         "off": offset[ok]}, (n, sid[s], launch, int(midx[s]), int(sidx[s]))))
+        for var, cols, const in staged:  # only after the whole message decoded: a failure leaves nothing behind
             acc = self._rows.setdefault(var, {})
             for k, v in cols.items():
                 acc.setdefault(k, []).append(v)
+            acc.setdefault("const", []).append(const)
 
     def end_batch(self, out: RowBuilder) -> None:
         rt = out.report_type
-        for var, acc in self._rows.items():
-            c = {k: np.concatenate(v) for k, v in acc.items()}
+        merged = {var: _merge(acc) for var, acc in self._rows.items()}
+        # Fast-path batches come grouped by template: restore the order of the message-by-message path
+        # (variables by first appearance (message, subset, field), rows by message then subset and level).
+        rank = {v: i for i, v in enumerate(_FIELDS)}
+
+        def first_seen(var: str) -> tuple[int, int, int]:
+            c = merged[var]
+            k = int(np.lexsort((c["sub"], c["msg"]))[0])
+            return int(c["msg"][k]), int(c["sub"][k]), rank[var]
+
+        for var in sorted(merged, key=first_seen):
+            c = merged[var]
+            order = np.argsort(c["msg"], kind="stable")
+            if (np.diff(order) != 1).any():
+                c = {k: v[order] for k, v in c.items()}
             y, mo, d, h, mi, sec = c["launch"].T
             t0 = compose_times(y, mo, d, h, np.nan_to_num(mi), np.nan_to_num(sec))
             time = t0 + (c["off"] * 1e9).astype("timedelta64[ns]")
@@ -115,6 +135,24 @@ class ProfileReader(BufrReader):
                     vertical_kind="pressure", variable=var, value=c["val"], obs_error=obs_error(rt, var),
                     message_index=c["msg"], subset_index=c["sub"])
         self._rows = {}
+
+
+def _merge(acc: dict[str, list]) -> dict[str, np.ndarray]:
+    """One array per column, the per-profile constants repeated over their rows."""
+    const = acc.pop("const")
+    c = {k: np.concatenate(v) for k, v in acc.items()}
+    counts = np.array([x[0] for x in const], dtype=np.int64)
+    sids = np.empty(len(const), dtype=object)
+    sids[:] = [x[1] for x in const]
+    c["sid"] = np.repeat(sids, counts)
+    c["launch"] = np.repeat(np.array([x[2] for x in const], dtype=np.float64).reshape(len(const), 6), counts, axis=0)
+    c["msg"] = np.repeat(np.array([x[3] for x in const], dtype=np.int32), counts)
+    c["sub"] = np.repeat(np.array([x[4] for x in const], dtype=np.int32), counts)
+    return c
+
+
+#: Variables in the order decode_message stages them per message.
+_FIELDS = ("z", "t", "td", "u", "v", "wind_speed")
 
 
 def _no_pressure() -> Exception:
