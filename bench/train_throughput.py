@@ -70,8 +70,14 @@ def main() -> None:
         inf = 1.0 / float(np.median(times))
         result["inference_samples_per_s"] = inf
         rows.append(["(inference, forward only)", 3, f"{np.median(times):.2f} per step", f"{inf:.3f}"])
+    result["note"] = ("stage wall time includes the stage's set-up (model build, data open, normalisation, "
+                      "checkpoint writes): samples/s is a lower bound on the steady training rate")
     path = write_result(args.name, result)
-    print(markdown_table(["stage", "steps", "wall (s)", "samples/s"], rows))
+    table = markdown_table(["stage", "steps", "wall incl. set-up (s)", "samples/s"], rows)
+    (path.parent / f"{args.name}.md").write_text(
+        f"# {args.name}\n\n{args.preset} at {args.grid}, batch {args.batch}, {machine_facts()['cores']} cores; "
+        f"{result['note']}.\n\n{table}\n")
+    print(table)
     print(f"\nwritten {path}")
 
 
