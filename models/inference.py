@@ -122,6 +122,7 @@ def write_forecast(states: Iterable[xr.Dataset], out: str | Path, attrs: dict[st
     ``out`` unless ``overwrite``.
     """
     import zarr
+    from zarr.codecs import BloscCodec
 
     out = Path(out)
     if out.exists() and not overwrite:
@@ -139,7 +140,12 @@ def write_forecast(states: Iterable[xr.Dataset], out: str | Path, attrs: dict[st
             # xarray rewrites the group attributes on every append: give it the full set each time.
             slab.attrs = dict(full_attrs)
             if n == 0:
-                enc = {name: {"chunks": (1, *slab[name].shape[1:])} for name in slab.data_vars}
+                # One chunk per variable and lead; Blosc-LZ4 with byte shuffle writes a 0.25 deg lead about
+                # 4x faster than zarr's default zstd at a similar size (this store is read back within the
+                # cycle and by `fuxiops publish`, so speed matters more than the last percent of size).
+                codec = BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")
+                enc = {name: {"chunks": (1, *slab[name].shape[1:]), "compressors": [codec]}
+                       for name in slab.data_vars}
                 slab.to_zarr(str(tmp), mode="w-", encoding=enc, consolidated=False, zarr_format=3)
             else:
                 # Only step-dependent variables are appended; coordinates without ``step`` are already there.
