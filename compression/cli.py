@@ -119,7 +119,8 @@ def prune(
                            blocks_per_group=blocks_per_group, calib_batch=calib_batch, teacher=t)
     console.print(f"[green]pruned checkpoint written to {out}[/green]")
     _print_report(rep, ["method", "teacher_flops", "flops", "flops_fraction", "teacher_params", "params", "heads",
-                        "mlp_hidden", "error_before_training", "error_after_training", "n_evaluations"])
+                        "mlp_hidden", "res_hidden", "error_before_training", "error_after_training",
+                        "n_evaluations"])
 
 
 @app.command("export")
@@ -147,6 +148,19 @@ def export_cmd(
     console.print(f"[green]ONNX model written to {out}[/green]")
     _print_report(rep, ["opset", "parity_max_abs_normalised"])
     if fp16_copy:
+        from fuxiops.compression.export import FP16_TOLERANCE, fp16_parity, forecaster_example_inputs, output_scale
+        from fuxiops.compression.onnx_export import OnnxExportError, read_metadata
+
+        if read_metadata(out).get("kind") == "forecaster":
+            from fuxiops.models.torch_forecaster import TorchForecaster
+
+            fc = TorchForecaster.load(checkpoint, device="cpu")
+            par = fp16_parity(out, output_scale(fc), forecaster_example_inputs(fc, seed=1))
+            console.print(f"  fp16 max abs (normalised)    {par['max_abs_normalised']:.3g}")
+            if not par["finite"] or par["max_abs_normalised"] > FP16_TOLERANCE:
+                raise OnnxExportError(f"the fp16 conversion of {out} differs from fp32 by "
+                                      f"{par['max_abs_normalised']:.3g} (normalised units), more than "
+                                      f"{FP16_TOLERANCE:g}; not writing the fp16 copy")
         half = to_fp16(out, out.with_suffix(".fp16.onnx"))
         import shutil
         from fuxiops.compression.onnx_export import sidecar_path

@@ -147,7 +147,8 @@ def distill(student: nn.Module, teacher: nn.Module | None, sample: Callable[[int
 
 
 def build_student(teacher: Any, preset: Any, seed: int = 0) -> Any:
-    """A fresh forecaster of ``preset`` (a name or a ``ForecasterArch``) with the teacher's variables, grid, normalisation and static fields."""
+    """A fresh forecaster of ``preset`` (a name or a ``ForecasterArch``) with the teacher's variables, grid,
+    normalisation and static fields."""
     from fuxiops.models.features import StaticFields
     from fuxiops.models.torch_forecaster import TorchForecaster
 
@@ -161,12 +162,15 @@ def distill_checkpoint(teacher_ckpt: str | os.PathLike[str] | None, out: str | o
                        student_preset: Any = None, student_ckpt: str | os.PathLike[str] | None = None,
                        kd: KDConfig = KDConfig(), train: TrainConfig = TrainConfig(), batch: int = 2,
                        state_dir: str | os.PathLike[str] | None = None, progress: bool = True,
-                       teacher: Any = None, student: Any = None) -> dict[str, Any]:
+                       teacher: Any = None, student: Any = None,
+                       teacher_memo: dict[Any, torch.Tensor] | None = None) -> dict[str, Any]:
     """Distil a teacher checkpoint into a student (a preset, or an existing checkpoint such as a pruned
     teacher) on ``series`` (a :class:`~fuxiops.compression.data.StateSeries` of labels), save it to ``out``.
 
     The student learns in normalised units (the network's raw outputs, where the teacher's outputs are
-    compared channel by channel); ``state_dir`` makes the run resumable.
+    compared channel by channel); ``state_dir`` makes the run resumable. ``teacher_memo`` (a dict shared
+    between runs) keeps the teacher's outputs per batch, so that several students trained on the same
+    batches (same series, batch size and seed) run the teacher once.
     """
     from fuxiops.models.torch_forecaster import TorchForecaster
 
@@ -212,7 +216,18 @@ def distill_checkpoint(teacher_ckpt: str | os.PathLike[str] | None, out: str | o
             return self.m.forward_normalised(x, clock)[:, :mod.n_state]  # type: ignore[operator]
 
     t_net = _Norm(teacher.module.cpu()) if teacher is not None else None
-    result = distill(_Norm(mod), t_net, sample, mod.n_state, kd, train, state_dir, progress)
+    cache = None
+    if teacher_memo is not None and t_net is not None:
+        tag = (id(teacher.module), series.source, len(series), batch, train.seed)
+
+        def cache(step: int) -> torch.Tensor:
+            key = (*tag, step)
+            if key not in teacher_memo:
+                with torch.no_grad():
+                    teacher_memo[key] = t_net(*sample(step)[0])
+            return teacher_memo[key]
+
+    result = distill(_Norm(mod), t_net, sample, mod.n_state, kd, train, state_dir, progress, teacher_cache=cache)
     info = {"method": kd.method, "kd": asdict(kd), "train": asdict(train), "teacher": str(teacher_ckpt),
             "data": series.source, "steps": result.steps, "final_loss": result.history[-1] if result.history else None,
             "controller_scale": result.controller_scale}

@@ -28,6 +28,10 @@ log = get_logger(__name__)
 
 #: Parity tolerance in normalised units (issue 11).
 PARITY_TOLERANCE = 1e-4
+#: Max |fp16 - fp32| of one step's output in normalised units (output / channel std) that the fp16 model
+#: must keep (fp16 has ~3 significant digits; the body's error ~1e-3 of the tendency, whose std is a
+#: fraction of the state's).
+FP16_TOLERANCE = 2e-3
 
 
 def forecaster_example_inputs(fc: Any, seed: int = 0, batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,6 +90,25 @@ def export_forecaster(checkpoint: str | os.PathLike[str], out: str | os.PathLike
                                   f"more than the tolerance {tolerance:g}")
     log.info("forecaster exported", extra={"fields": report})
     return report
+
+
+def fp16_parity(path: str | os.PathLike[str], scale: np.ndarray, inputs: tuple[torch.Tensor, torch.Tensor]
+                ) -> dict[str, Any]:
+    """Max |fp16 - fp32| per output channel (normalised units, ``/ scale``) of the exported forecaster
+    ``path`` and its fp16 conversion, both run by ONNX Runtime on CPU (which has fp16 kernels, slowly)."""
+    import onnxruntime as ort
+
+    from fuxiops.compression.onnx_export import to_fp16_bytes
+
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3  # CPU cannot constant-fold some fp16 nodes: harmless, but it says so loudly
+    feeds = {"x": inputs[0].numpy(), "clock": inputs[1].numpy()}
+    y32 = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    y16 = ort.InferenceSession(to_fp16_bytes(path), opts, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+    diff = np.abs(y16.astype(np.float64) - y32) / np.asarray(scale, np.float64).reshape(-1, 1, 1)
+    per = np.nanmax(np.where(np.isfinite(diff), diff, np.inf), axis=(0, 2, 3))
+    return {"finite": bool(np.isfinite(y16).all()), "max_abs_normalised": float(per.max()),
+            "per_channel": per.tolist()}
 
 
 class _AssimilatorGraph(nn.Module):

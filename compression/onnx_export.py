@@ -6,6 +6,13 @@ checkpoint it came from) and the same JSON in a sidecar ``<model>.onnx.json``
 for people and tools that do not parse ONNX. Models above
 ``EXTERNAL_DATA_THRESHOLD`` bytes keep their weights in ``<model>.onnx.data``
 (ONNX external data) so that the 2 GiB protobuf limit never bites.
+
+The fp16 conversion for GPU serving converts only the normalised network body
+(the nodes exported from ``ForecastModule.net``): the input normalisation,
+condition planes and the residual de-normalisation work on physical units
+(MSL ~1e5 Pa is beyond the fp16 maximum 65504) and stay fp32, with Casts at
+the body's boundary. ``fuxiops.compression.export.fp16_parity`` measures the
+result against fp32 (ONNX Runtime CPU runs fp16 graphs too, slowly).
 """
 
 from __future__ import annotations
@@ -150,55 +157,162 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
                        f"{side.name}); export it with `fuxiops compress export`")
 
 
+#: Ops kept in fp32 inside the fp16 network body (statistics, exponentials, resampling lose too much).
+FP16_OP_BLOCK_LIST = ("LayerNormalization", "GroupNormalization", "InstanceNormalization", "ReduceMean",
+                      "ReduceSumSquare", "Pow", "Sqrt", "Exp", "Softmax", "Resize")
+#: The module attribute of the exported model that holds the normalised network (``ForecastModule.net``).
+BODY_SCOPE = "net"
+
+
+def _node_scopes(node: Any) -> list[str]:
+    """The torch module path of an exported node: from the dynamo exporter's name-scope metadata, else
+    from the legacy exporter's ``/a/b/Op`` node names."""
+    import ast
+
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                return [str(v) for v in ast.literal_eval(prop.value)]
+            except (ValueError, SyntaxError):
+                break
+    if node.name.startswith("/"):
+        return ["", *node.name.strip("/").split("/")[:-1]]
+    return []
+
+
+def split_body(graph: Any, scope: str = BODY_SCOPE) -> tuple[set[int], list[str], list[str]]:
+    """Partition an exported forecaster graph into the normalised network body and the physical rest.
+
+    Returns the indices of the body nodes (those that must leave the graph: the constant-only helpers
+    among them stay in the rest too), the tensors entering it (normalised inputs and condition
+    planes) and the tensors leaving it (the normalised output). Body: every node exported from module
+    ``scope`` and every node computed from constants only that feeds it. The rest (input normalisation,
+    condition planes, the residual de-normalisation) works on physical units and stays fp32.
+    """
+    nodes = list(graph.node)
+    consts = {t.name for t in graph.initializer} | {""}
+    producer = {o: i for i, n in enumerate(nodes) for o in n.output}
+    # Nodes that depend on a graph input (forward closure), in graph order (the exporters emit topologically).
+    live = {i.name for i in graph.input}
+    dynamic: set[int] = set()
+    for i, n in enumerate(nodes):
+        if any(t in live for t in n.input):
+            dynamic.add(i)
+            live.update(n.output)
+    in_scope = {i for i, n in enumerate(nodes) if len(_node_scopes(n)) > 1 and _node_scopes(n)[1] == scope}
+    if not in_scope & dynamic:
+        raise OnnxExportError(f"no node of module {scope!r} found in the graph; fp16 conversion needs a model "
+                              "exported by fuxiops (ForecastModule with its .net body)")
+    core = {i for i in dynamic if i in in_scope}
+    # Constant-only helpers (shapes, folded weights) the body needs are copied into it; the physical
+    # rest keeps its own copies, so no constant ever crosses the fp16 boundary.
+    body = set(core)
+    stack = [producer[t] for i in core for t in nodes[i].input if t in producer]
+    while stack:
+        j = stack.pop()
+        if j in body or j in dynamic:
+            continue
+        body.add(j)
+        stack.extend(producer[t] for t in nodes[j].input if t in producer)
+    produced_in_body = {o for i in body for o in nodes[i].output}
+    inputs = sorted({t for i in body for t in nodes[i].input
+                     if t not in produced_in_body and t not in consts and t in live})
+    outside_uses = {t for i, n in enumerate(nodes) if i not in core for t in n.input}
+    graph_out = {g.name for g in graph.output}
+    outputs = sorted({o for i in core for o in nodes[i].output if o in outside_uses or o in graph_out})
+    return body, inputs, outputs
+
+
 def _fp16_model(src: str | os.PathLike[str]) -> Any:
+    """Convert the normalised network body to fp16; normalisation and physical-unit arithmetic stay fp32.
+
+    The graph takes physical units (MSL ~1e5 Pa exceeds the fp16 maximum 65504; geopotential ~5e4 loses
+    its precision), so converting the whole graph overflows. The body (``ForecastModule.net``, fed with
+    ``(x - mean) / std`` and O(1) condition planes, returning normalised tendencies) is cut out, converted
+    on its own with fp32 inputs/outputs (Casts at its boundary) and spliced back between the fp32
+    prologue (input normalisation, condition planes) and epilogue (``x_last + y * res_std + res_mean``).
+    """
     import onnx
+    from onnx import helper, shape_inference
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
     model = onnx.load(str(src), load_external_data=True)
-    # Normalisation statistics and softmax/exp in fp16 lose too much: keep those ops in fp32.
-    # KNOWN LIMITATION: the graph takes physical units, and fp16 cannot hold MSL (~1e5 Pa > 65504) nor
-    # keep geopotential precise; keeping the physical-unit nodes (_physical_nodes) in fp32 is the fix
-    # being worked on (blocking them still gives NaN with this converter), so fp16 is not yet usable.
-    half = convert_float_to_float16(model, keep_io_types=True,
-                                    op_block_list=["LayerNormalization", "GroupNormalization", "ReduceMean",
-                                                   "ReduceSumSquare", "Pow", "Sqrt", "Exp", "Softmax",
-                                                   "Resize"])
-    _toposort(half.graph)
-    return half
+    graph = model.graph
+    if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS) for n in graph.node
+           for a in n.attribute):
+        raise OnnxExportError("fp16 conversion does not handle control-flow subgraphs")
+    body_idx, b_in, b_out = split_body(graph)
+    try:
+        inferred = shape_inference.infer_shapes(model).graph
+    except Exception:  # shapes only help the converter; types are what matter
+        inferred = graph
+    vi = {v.name: v for v in [*inferred.value_info, *inferred.input, *inferred.output]}
+
+    def info(name: str) -> Any:
+        if name in vi:
+            v = onnx.ValueInfoProto()
+            v.CopyFrom(vi[name])
+            return v
+        return helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None)
+
+    nodes = list(graph.node)
+    live_tensors = _dynamic_tensors(graph)
+    body_nodes = []
+    for i in sorted(body_idx):
+        copy = onnx.NodeProto()
+        copy.CopyFrom(nodes[i])
+        body_nodes.append(copy)
+    used = {t for n in body_nodes for t in n.input}
+    body_init = [t for t in graph.initializer if t.name in used]
+    body = helper.make_graph(body_nodes, "body", [info(n) for n in b_in], [info(n) for n in b_out], body_init)
+    body_model = helper.make_model(body, opset_imports=list(model.opset_import))
+    body_model.ir_version = model.ir_version
+    half = convert_float_to_float16(body_model, keep_io_types=True, op_block_list=list(FP16_OP_BLOCK_LIST))
+    # Splice: rename every tensor and node of the converted body except its boundary, then replace.
+    keep = set(b_in) | set(b_out)
+
+    def ren(t: str) -> str:
+        return t if (not t or t in keep) else f"fp16/{t}"
+
+    hg = half.graph
+    for n in hg.node:
+        n.name = f"fp16/{n.name}"
+        n.input[:] = [ren(t) for t in n.input]
+        n.output[:] = [ren(t) for t in n.output]
+    for t in hg.initializer:
+        t.name = ren(t.name)
+    moved = {i for i in body_idx if any(t in live_tensors for t in nodes[i].input)}
+    rest = _prune_unused([n for i, n in enumerate(nodes) if i not in moved], {o.name for o in graph.output}
+                         | {t for n in hg.node for t in n.input})
+    rest_used = {t for n in rest for t in n.input}
+    rest_init = [t for t in graph.initializer if t.name in rest_used]
+    del graph.node[:]
+    graph.node.extend([*rest, *hg.node])
+    del graph.initializer[:]
+    graph.initializer.extend([*rest_init, *hg.initializer])
+    del graph.value_info[:]
+    _toposort(graph)
+    return model
 
 
-_COMPUTE = {"Conv", "ConvTranspose", "MatMul", "Gemm"}
+def _dynamic_tensors(graph: Any) -> set[str]:
+    """Tensors computed from the graph inputs (the rest derive from constants only)."""
+    live = {i.name for i in graph.input}
+    for n in graph.node:  # exported graphs are in topological order
+        if any(t in live for t in n.input):
+            live.update(n.output)
+    return live
 
 
-def _physical_nodes(graph: Any) -> list[str]:
-    """Names of nodes between the graph inputs/outputs and the first/last heavy compute op."""
-    consumers: dict[str, list[Any]] = {}
-    producer: dict[str, Any] = {}
-    for n in graph.node:
-        for i in n.input:
-            consumers.setdefault(i, []).append(n)
-        for o in n.output:
-            producer[o] = n
-    keep: set[str] = set()
-    stack = [c for i in graph.input for c in consumers.get(i.name, [])]
-    while stack:  # forward from the inputs
-        n = stack.pop()
-        if n.op_type in _COMPUTE or n.name in keep:
-            continue
-        keep.add(n.name)
-        stack.extend(c for o in n.output for c in consumers.get(o, []))
-    back = [producer[o.name] for o in graph.output if o.name in producer]
-    seen: set[str] = set()
-    while back:  # backward from the outputs
-        n = back.pop()
-        if n.op_type in _COMPUTE or n.name in seen:
-            continue
-        seen.add(n.name)
-        keep.add(n.name)
-        back.extend(producer[i] for i in n.input if i in producer)
-    # Constants are converted with their consumers (blocking one leaves a dtype mismatch).
-    const = {n.name for n in graph.node if n.op_type == "Constant"}
-    return sorted(k for k in keep if k and k not in const)
+def _prune_unused(nodes: list[Any], needed: set[str]) -> list[Any]:
+    """Drop nodes none of whose outputs is needed (by ``needed`` or by a kept node), iteratively."""
+    keep = list(nodes)
+    while True:
+        used = needed | {t for n in keep for t in n.input}
+        kept = [n for n in keep if any(o in used for o in n.output)]
+        if len(kept) == len(keep):
+            return kept
+        keep = kept
 
 
 def _toposort(graph: Any) -> None:

@@ -102,6 +102,7 @@ def prune_checkpoint(teacher_ckpt: str | os.PathLike[str], out: str | os.PathLik
     report["params"] = count_params(model)
     arch = model.arch
     report["heads"], report["mlp_hidden"] = list(arch.heads), list(arch.mlp_hidden)
+    report["res_hidden"] = [arch.down_hidden, arch.up_hidden]
     student = pruned_forecaster(fc, model, "pruned")
     training = {**fc.training, "pruning": _jsonable(report)} if isinstance(fc.training, dict) else \
         {"pruning": _jsonable(report)}

@@ -34,24 +34,24 @@ class CubeEmbedding(nn.Module):
 
 
 class DownBlock(nn.Module):
-    """3x3 stride-2 conv then a residual GroupNorm/SiLU block."""
+    """3x3 stride-2 conv then a residual GroupNorm/SiLU block (inner width ``hidden``, default c_out)."""
 
-    def __init__(self, c_in: int, c_out: int, groups: int) -> None:
+    def __init__(self, c_in: int, c_out: int, groups: int, hidden: int | None = None) -> None:
         super().__init__()
         self.conv = SphereConv2d(c_in, c_out, 3, stride=2)
-        self.res = ResBlock(c_out, groups)
+        self.res = ResBlock(c_out, groups, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.res(self.conv(x))
 
 
 class UpBlock(nn.Module):
-    """2x2 stride-2 transposed conv then a residual GroupNorm/SiLU block."""
+    """2x2 stride-2 transposed conv then a residual GroupNorm/SiLU block (inner width ``hidden``)."""
 
-    def __init__(self, c_in: int, c_out: int, groups: int) -> None:
+    def __init__(self, c_in: int, c_out: int, groups: int, hidden: int | None = None) -> None:
         super().__init__()
         self.conv = nn.ConvTranspose2d(c_in, c_out, kernel_size=2, stride=2)
-        self.res = ResBlock(c_out, groups)
+        self.res = ResBlock(c_out, groups, hidden)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.res(self.conv(x))
@@ -67,11 +67,11 @@ class FuXiNet(nn.Module):
         self.rows = arch.rows_for(n_lat)
         pt, ph, pw = arch.patch
         self.embed = CubeEmbedding(n_state + n_cond, arch.embed_dim, arch.patch)
-        self.down = DownBlock(arch.embed_dim, arch.dim, arch.groups)
+        self.down = DownBlock(arch.embed_dim, arch.dim, arch.groups, arch.down_hidden)
         self.blocks = nn.ModuleList(
             SwinBlock(arch.dim, h, arch.head_dim, m, arch.window, shift=(i % 2 == 1), cpb_hidden=arch.cpb_hidden)
             for i, (h, m) in enumerate(zip(arch.heads, arch.mlp_hidden)))
-        self.up = UpBlock(arch.dim, arch.embed_dim, arch.groups)
+        self.up = UpBlock(arch.dim, arch.embed_dim, arch.groups, arch.up_hidden)
         self.head = nn.Linear(2 * arch.embed_dim, n_out * ph * pw)
 
     def _to_rows(self, x: torch.Tensor) -> torch.Tensor:
@@ -94,22 +94,31 @@ class FuXiNet(nn.Module):
             return y[..., extra // 2: extra // 2 + self.n_lat, :]
         return F.interpolate(y, size=(self.n_lat, y.shape[-1]), mode="bilinear", align_corners=True)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """``x``: (B, T, C, H, W) normalised states; ``cond``: (B, K, H, W) -> (B, C_out, H, W)."""
+    def encode(self, x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cube embedding ``e`` (B, E, h', w') (kept for the skip) and the down block's tokens (B, h, w, D)."""
         b, t = x.shape[:2]
-        _, ph, pw = self.arch.patch
         c = cond[:, None].expand(b, t, *cond.shape[1:])
         z = self._to_rows(torch.cat([x, c], dim=2))  # (B, T, C+K, rows, W)
         e = self.embed(z.transpose(1, 2))  # (B, E, rows/ph, W/pw)
-        h = self.down(e).permute(0, 2, 3, 1)  # (B, h, w, D) tokens
-        for blk in self.blocks:
-            h = blk(h)
+        return e, self.down(e).permute(0, 2, 3, 1)
+
+    def decode(self, e: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """Up block on the Swin tokens ``h``, skip from ``e``, linear head back to (B, C_out, H, W)."""
+        b = e.shape[0]
+        _, ph, pw = self.arch.patch
         u = self.up(h.permute(0, 3, 1, 2))
         y = self.head(torch.cat([u, e], dim=1).permute(0, 2, 3, 1))  # (B, h', w', C_out*ph*pw)
         hh, ww = y.shape[1:3]
         y = y.reshape(b, hh, ww, self.n_out, ph, pw).permute(0, 3, 1, 4, 2, 5).reshape(b, self.n_out, hh * ph,
                                                                                       ww * pw)
         return self._from_rows(y)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """``x``: (B, T, C, H, W) normalised states; ``cond``: (B, K, H, W) -> (B, C_out, H, W)."""
+        e, h = self.encode(x, cond)
+        for blk in self.blocks:
+            h = blk(h)
+        return self.decode(e, h)
 
 
 class ForecastModule(nn.Module):

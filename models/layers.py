@@ -52,14 +52,25 @@ class SphereConv2d(nn.Module):
 
 
 class ResBlock(nn.Module):
-    """x + conv(SiLU(GN(conv(SiLU(GN(x)))))) with sphere-padded 3x3 convs (FuXi down/up blocks)."""
+    """x + conv(SiLU(GN(conv(SiLU(GN(x)))))) with sphere-padded 3x3 convs (FuXi down/up blocks).
 
-    def __init__(self, channels: int, groups: int) -> None:
+    ``hidden`` is the width between the two convolutions (default ``channels``: the FuXi block). It is
+    counted in GroupNorm groups of ``channels // groups`` channels, so removing whole groups of the
+    hidden width (structured pruning) leaves the normalisation of the kept groups unchanged.
+    """
+
+    def __init__(self, channels: int, groups: int, hidden: int | None = None) -> None:
         super().__init__()
+        hidden = channels if hidden is None else int(hidden)
+        per_group = channels // groups
+        if channels % groups or hidden < per_group or hidden % per_group:
+            raise ValueError(f"residual block hidden width {hidden} must be a positive multiple of the "
+                             f"GroupNorm group size {channels}/{groups}")
+        self.hidden = hidden
         self.norm1 = nn.GroupNorm(groups, channels)
-        self.conv1 = SphereConv2d(channels, channels, 3)
-        self.norm2 = nn.GroupNorm(groups, channels)
-        self.conv2 = SphereConv2d(channels, channels, 3)
+        self.conv1 = SphereConv2d(channels, hidden, 3)
+        self.norm2 = nn.GroupNorm(hidden // per_group, hidden)
+        self.conv2 = SphereConv2d(hidden, channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))

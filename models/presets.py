@@ -1,7 +1,7 @@
 """Architecture configurations of the two networks as frozen dataclasses, and the named presets.
 
 A configuration fully describes a network's shape: a pruned network is just
-another configuration (fewer heads or a narrower MLP in some blocks) with its
+another configuration (fewer heads, a narrower MLP in some blocks, narrower residual conv blocks) with its
 weights. Presets (``tiny``, ``small``, ``base``, ``paper``) are named, never
 copied (STYLE.md lesson 6).
 """
@@ -25,7 +25,9 @@ class ForecasterArch:
     has ``heads[i]`` heads of ``head_dim`` and an MLP of ``mlp_hidden[i]``);
     up block (2x2 stride-2 transposed conv + residual block) back to
     ``embed_dim``, concatenated with the embedding (skip) and a linear head to
-    the output channels per patch pixel.
+    the output channels per patch pixel. ``res_hidden`` optionally gives the
+    inner width of the down and up residual blocks (pruned conv channel groups);
+    empty means the block's own width, as in FuXi.
     """
 
     embed_dim: int
@@ -46,6 +48,9 @@ class ForecasterArch:
     lat_mode: Literal["interp", "pad"] = "interp"
     #: Predict the state as x_t + tendency (normalised by the residual std).
     residual: bool = True
+    #: Inner widths ``(down, up)`` of the residual conv blocks, multiples of their GroupNorm group size
+    #: (``dim // groups``, ``embed_dim // groups``); ``()`` = full width (``dim``, ``embed_dim``).
+    res_hidden: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if len(self.heads) != len(self.mlp_hidden):
@@ -55,6 +60,23 @@ class ForecasterArch:
             raise ConfigError("every Swin block needs at least one head and one MLP unit")
         if self.embed_dim % self.groups or self.dim % self.groups:
             raise ConfigError(f"groups={self.groups} must divide embed_dim={self.embed_dim} and dim={self.dim}")
+        if self.res_hidden:
+            if len(self.res_hidden) != 2:
+                raise ConfigError(f"res_hidden must give (down, up) inner widths, got {self.res_hidden}")
+            for what, h, c in (("down", self.res_hidden[0], self.dim), ("up", self.res_hidden[1], self.embed_dim)):
+                g = c // self.groups
+                if h < g or h % g or h > c:
+                    raise ConfigError(f"res_hidden {what}={h} must be a multiple of the group size {c}/{self.groups}"
+                                      f" = {g}, between {g} and {c}")
+
+    @property
+    def down_hidden(self) -> int:
+        """Inner width of the down block's residual convolution."""
+        return self.res_hidden[0] if self.res_hidden else self.dim
+
+    @property
+    def up_hidden(self) -> int:
+        return self.res_hidden[1] if self.res_hidden else self.embed_dim
 
     @property
     def depth(self) -> int:
@@ -86,12 +108,15 @@ class ForecasterArch:
             raise ConfigError(f"grid {grid.name!r} is too small for window {self.window}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not self.res_hidden:  # unpruned conv blocks: the same dict as before the field existed
+            del d["res_hidden"]
+        return d
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "ForecasterArch":
         d = dict(d)
-        for k in ("heads", "mlp_hidden", "patch", "window"):
+        for k in ("heads", "mlp_hidden", "patch", "window", "res_hidden"):
             if k in d:
                 d[k] = tuple(int(x) for x in d[k])
         try:
@@ -190,6 +215,12 @@ def get_preset(name: str) -> Preset:
         raise FuxiopsError(f"unknown model preset {name!r}; allowed: {', '.join(PRESETS)}") from None
 
 
-def with_blocks(arch: ForecasterArch, heads: tuple[int, ...], mlp_hidden: tuple[int, ...]) -> ForecasterArch:
-    """The same architecture with other per-block heads / MLP widths (e.g. after pruning)."""
-    return replace(arch, heads=tuple(heads), mlp_hidden=tuple(mlp_hidden))
+def with_blocks(arch: ForecasterArch, heads: tuple[int, ...], mlp_hidden: tuple[int, ...],
+                res_hidden: tuple[int, ...] | None = None) -> ForecasterArch:
+    """The same architecture with other per-block heads / MLP widths and, if given, residual conv block
+    inner widths ``(down, up)`` (e.g. after pruning; full widths are stored as ``()``)."""
+    arch = replace(arch, heads=tuple(heads), mlp_hidden=tuple(mlp_hidden))
+    if res_hidden is not None:
+        rh = tuple(int(h) for h in res_hidden)
+        arch = replace(arch, res_hidden=() if rh == (arch.dim, arch.embed_dim) else rh)
+    return arch

@@ -1,8 +1,9 @@
 """Pruning baselines at a given FLOP budget, on the same units as EMO-PMS.
 
-* **L1-magnitude** (global): every group of every unit is scored by the mean
-  absolute value of the weights it owns (so heads and MLP groups compare);
-  the lowest-scoring groups are removed one by one until the budget is met.
+* **L1-magnitude** (global): every group of every unit (heads, MLP groups,
+  conv channel groups) is scored by the L1 norm of the weights it owns per
+  FLOP it costs (so units of different kinds and resolutions compare); the
+  lowest-scoring groups are removed one by one until the budget is met.
 * **Uniform**: every unit keeps the same fraction of its groups; the largest
   fraction within the budget is found by bisection.
 * **Whole-network NSGA-II**: one search over all units at once, with the
@@ -44,7 +45,7 @@ def magnitude_prune(ev: Evaluator, flops_budget: float) -> BaselineResult:
     units = ev.net.units
     counts = {u.name: u.full for u in units}
     removed: dict[str, set[int]] = {u.name: set() for u in units}
-    # Weights per group, to turn the L1 sum into a mean magnitude comparable across unit kinds.
+    # L1 per FLOP of the group: comparable across unit kinds and the resolutions they run at.
     per_weight = {u.name: max(ev.slopes[u.name], 1.0) for u in units}
     scores = [(float(s) / per_weight[u.name], u.name, g) for u in units
               for g, s in enumerate(ev.importance[u.name])]
@@ -87,8 +88,10 @@ def uniform_prune(ev: Evaluator, flops_budget: float) -> BaselineResult:
 
 
 def whole_network_search(ev: Evaluator, flops_budget: float, max_evaluations: int, pop_size: int = 12,
-                         seed: int = 0) -> BaselineResult:
-    """NSGA-II over all units at once, ``max_evaluations`` distinct networks evaluated."""
+                         seed: int = 0, search: SearchResult | None = None) -> BaselineResult:
+    """NSGA-II over all units at once, ``max_evaluations`` distinct networks evaluated; the front's
+    lowest error within the budget is taken. ``search`` reuses an earlier run (the front does not depend
+    on the budget), so one search serves several budgets."""
     budget = _budget(ev, flops_budget)
     units = ev.net.units
     low = [u.min_keep for u in units]
@@ -98,11 +101,12 @@ def whole_network_search(ev: Evaluator, flops_budget: float, max_evaluations: in
         f, e, _ = ev.measure({u.name: int(v) for u, v in zip(units, x)})
         return f, e
 
-    res = nsga2(evaluate, low, high, pop_size=pop_size, seed=seed, seeds=[high], max_evaluations=max_evaluations)
+    res = search or nsga2(evaluate, low, high, pop_size=pop_size, seed=seed, seeds=[high],
+                          max_evaluations=max_evaluations)
     ok = res.front_f[:, 0] <= budget * 1.0001
     if not ok.any():
         raise FuxiopsError(f"whole-network NSGA-II found nothing within {budget:.3g} FLOPs in "
-                           f"{max_evaluations} evaluations")
+                           f"{res.n_evaluations} evaluations")
     i = int(np.flatnonzero(ok)[np.argmin(res.front_f[ok, 1])])
     counts = {u.name: int(v) for u, v in zip(units, res.front_x[i])}
     f, e, model = ev.measure(counts)

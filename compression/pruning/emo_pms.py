@@ -183,6 +183,16 @@ def rank_combinations(fronts: Sequence[SubnetFront], teacher_flops: float, budge
     return found[:top_k]
 
 
+def search_fronts(ev: Evaluator, cfg: EmoPmsConfig, progress: bool = False) -> list[SubnetFront]:
+    """The decomposed search: one NSGA-II front per sub-network, in forward order."""
+    subnets = ev.net.subnets
+    it: Any = subnets
+    if progress:
+        from tqdm.auto import tqdm
+        it = tqdm(subnets, desc="EMO-PMS sub-network search", unit="subnet")
+    return [search_subnet(ev, s, cfg) for s in it]
+
+
 @dataclass
 class EmoPmsResult:
     """The pruned network and how it was found."""
@@ -200,9 +210,14 @@ class EmoPmsResult:
 
 
 def constraint_training(net: PrunableNetwork, model: nn.Module, batches: Callable[[int], Sequence[torch.Tensor]],
-                        steps: int, lr: float = 5e-4, progress: bool = False) -> list[dict[str, float]]:
+                        steps: int, lr: float = 5e-4, progress: bool = False,
+                        teacher_memo: dict[int, list[Any]] | None = None) -> list[dict[str, float]]:
     """Cross-network constraint training: each pruned sub-network, fed by the previous pruned ones,
-    learns to reproduce the teacher's features at its exit (MSE). Trains ``model`` in place."""
+    learns to reproduce the teacher's features at its exit (MSE). Trains ``model`` in place.
+
+    The teacher's features of a step's batch are computed once for all stages; ``teacher_memo`` (keyed
+    by step, valid for one ``batches``) shares them between several pruned networks."""
+    memo: dict[int, list[Any]] = teacher_memo if teacher_memo is not None else {}
     history: list[dict[str, float]] = []
     if steps <= 0:
         return history
@@ -219,7 +234,9 @@ def constraint_training(net: PrunableNetwork, model: nn.Module, batches: Callabl
         for step in range(steps):
             inputs = batches(step)
             with torch.no_grad():
-                target = net.stage_forward(net.teacher, inputs)[s]
+                if step not in memo:
+                    memo[step] = net.stage_forward(net.teacher, inputs)
+                target = memo[step][s]
                 entry = None
                 for k in range(s):  # the previous *pruned* sub-networks feed this one
                     entry = net.run_stage(model, k, inputs, entry)
@@ -241,20 +258,15 @@ def constraint_training(net: PrunableNetwork, model: nn.Module, batches: Callabl
 
 def emo_pms(net: PrunableNetwork, calib: Sequence[torch.Tensor], flops_budget: float,
             cfg: EmoPmsConfig = EmoPmsConfig(), batches: Callable[[int], Sequence[torch.Tensor]] | None = None,
-            progress: bool = True, evaluator: Evaluator | None = None) -> EmoPmsResult:
+            progress: bool = True, evaluator: Evaluator | None = None,
+            fronts: Sequence[SubnetFront] | None = None) -> EmoPmsResult:
     """Prune ``net.teacher`` to at most ``flops_budget`` FLOPs per step (absolute, or a fraction <= 1
     of the teacher's). ``calib`` are the inputs used to measure errors; ``batches(step)`` feeds
-    constraint training (default: ``calib``)."""
+    constraint training (default: ``calib``). ``fronts`` (from :func:`search_fronts` or an earlier
+    result) skips the sub-network searches: they do not depend on the budget."""
     ev = evaluator or Evaluator(net, calib)
     budget = flops_budget * ev.teacher_flops if flops_budget <= 1.0 else float(flops_budget)
-    fronts: list[SubnetFront] = []
-    subnets = net.subnets
-    it: Any = subnets
-    if progress:
-        from tqdm.auto import tqdm
-        it = tqdm(subnets, desc="EMO-PMS sub-network search", unit="subnet")
-    for s in it:
-        fronts.append(search_subnet(ev, s, cfg))
+    fronts = list(fronts) if fronts is not None else search_fronts(ev, cfg, progress)
     ranked = rank_combinations(fronts, ev.teacher_flops, budget, cfg.top_k)
     if not ranked:
         min_flops = ev.teacher_flops - sum(ev.teacher_flops - min(fr.flops) for fr in fronts)

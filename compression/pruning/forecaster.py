@@ -1,15 +1,23 @@
 """Binding of the FuXi forecaster (``fuxiops.models.forecaster_net.ForecastModule``) to the pruning code.
 
-Units per Swin block ``i``: ``blocks.i.heads`` (attention heads; a head owns
-its rows of the fused qkv projection, its columns of the output projection,
-its logit scale and its output of the position-bias MLP) and ``blocks.i.mlp``
-(MLP hidden neurons in groups of ``mlp_group``). Sub-networks are groups of
-consecutive blocks (``blocks.0-1``...). The embedding, down and up blocks are
-convolutions over a residual stream whose width is one scalar of the
-architecture (``embed_dim``, ``dim``), so they carry no independent structured
-choice and stay whole; the pruned network is the same architecture with other
-per-block head counts and MLP widths (:func:`fuxiops.models.presets.with_blocks`),
-loadable like any checkpoint.
+Units:
+
+* per Swin block ``i``: ``blocks.i.heads`` (attention heads; a head owns its
+  rows of the fused qkv projection, its columns of the output projection, its
+  logit scale and its output of the position-bias MLP) and ``blocks.i.mlp``
+  (MLP hidden neurons in groups of ``mlp_group``);
+* ``down.res`` and ``up.res``: the inner channels of the residual conv blocks
+  of the down and up blocks, in GroupNorm groups (a group owns its output
+  channels of the first 3x3 conv, its GroupNorm affine pair and its input
+  channels of the second conv). Whole groups go, so the normalisation of the
+  kept channels is unchanged.
+
+The residual streams themselves (``embed_dim``, ``dim``) are shared by every
+block and stay whole. Sub-networks, in forward order: ``down`` (embedding and
+down block), groups of consecutive Swin blocks (``blocks.0-1``...), ``up`` (up
+block and head). The pruned network is the same architecture with other
+per-block head counts, MLP widths and residual inner widths
+(:func:`fuxiops.models.presets.with_blocks`), loadable like any checkpoint.
 """
 
 from __future__ import annotations
@@ -49,6 +57,11 @@ class ForecasterPruning(PrunableNetwork):
         self._groups = [list(range(i, min(i + blocks_per_group, depth))) for i in range(0, depth, blocks_per_group)]
         units: list[PruneUnit] = []
         self._mlp_group: dict[int, int] = {}
+        # Residual conv blocks: (module path, inner width, GroupNorm group size).
+        self._conv = {"down": ("down", self.arch.down_hidden, self.arch.dim // self.arch.groups),
+                      "up": ("up", self.arch.up_hidden, self.arch.embed_dim // self.arch.groups)}
+        units.append(PruneUnit("down.res", "down", "channels", self._conv["down"][1] // self._conv["down"][2],
+                               self._conv["down"][2]))
         for g in self._groups:
             sub = f"blocks.{g[0]}-{g[-1]}" if len(g) > 1 else f"blocks.{g[0]}"
             for i in g:
@@ -57,7 +70,10 @@ class ForecasterPruning(PrunableNetwork):
                 self._mlp_group[i] = m // n_groups
                 units.append(PruneUnit(f"blocks.{i}.heads", sub, "heads", h, 1))
                 units.append(PruneUnit(f"blocks.{i}.mlp", sub, "mlp", n_groups, m // n_groups))
+        units.append(PruneUnit("up.res", "up", "channels", self._conv["up"][1] // self._conv["up"][2],
+                               self._conv["up"][2]))
         self._units = units
+        self._stage_names = super().subnets  # down, blocks.0-1, ..., up (forward order of the units)
 
     @property
     def units(self) -> list[PruneUnit]:
@@ -75,6 +91,10 @@ class ForecasterPruning(PrunableNetwork):
             fc1 = group_l1(blk.mlp[0].weight, 0, n)
             fc2 = group_l1(blk.mlp[2].weight, 1, n)
             out[f"blocks.{i}.mlp"] = fc1 + fc2
+        for name, (path, hidden, per) in self._conv.items():
+            res = getattr(self.teacher.net, path).res
+            n = hidden // per
+            out[f"{name}.res"] = group_l1(res.conv1.conv.weight, 0, n) + group_l1(res.conv2.conv.weight, 1, n)
         return out
 
     # -- physical pruning ----------------------------------------------------------------------------
@@ -86,7 +106,8 @@ class ForecasterPruning(PrunableNetwork):
         for i in range(self.arch.depth):
             heads.append(len(plan.kept(units[f"blocks.{i}.heads"])))
             mlp.append(len(plan.kept(units[f"blocks.{i}.mlp"])) * self._mlp_group[i])
-        return with_blocks(self.arch, tuple(heads), tuple(mlp))
+        res = tuple(len(plan.kept(units[f"{k}.res"])) * self._conv[k][2] for k in ("down", "up"))
+        return with_blocks(self.arch, tuple(heads), tuple(mlp), res_hidden=res)
 
     def apply(self, plan: PruningPlan) -> nn.Module:
         from fuxiops.models.forecaster_net import ForecastModule
@@ -117,6 +138,15 @@ class ForecasterPruning(PrunableNetwork):
                 sd[p + "mlp.0.weight"] = take(sd[p + "mlp.0.weight"], 0, idx)
                 sd[p + "mlp.0.bias"] = take(sd[p + "mlp.0.bias"], 0, idx)
                 sd[p + "mlp.2.weight"] = take(sd[p + "mlp.2.weight"], 1, idx)
+        for name, (path, _, per) in self._conv.items():
+            cu = units[f"{name}.res"]
+            keep_c = plan.kept(cu)
+            if len(keep_c) < cu.full:
+                idx = group_indices(keep_c, per, cu.full)
+                p = f"net.{path}.res."
+                for k in ("conv1.conv.weight", "conv1.conv.bias", "norm2.weight", "norm2.bias"):
+                    sd[p + k] = take(sd[p + k], 0, idx)
+                sd[p + "conv2.conv.weight"] = take(sd[p + "conv2.conv.weight"], 1, idx)
         try:
             model.load_state_dict(sd)
         except RuntimeError as e:  # a layout this binding does not know: say so rather than guess
@@ -128,41 +158,49 @@ class ForecasterPruning(PrunableNetwork):
     def output(self, model: nn.Module, inputs: Sequence[torch.Tensor]) -> torch.Tensor:
         return model.forward_normalised(*inputs)  # type: ignore[operator]
 
-    def _entry(self, model: nn.Module, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Embedding ``e`` (the skip) and the tokens after the down block."""
-        x, clock = inputs
-        net = model.net  # type: ignore[attr-defined]
-        xn = (x - model.mean[:, None, None]) / model.std[:, None, None]  # type: ignore[attr-defined]
-        cond = model.cond(clock)  # type: ignore[operator]
-        b, t = xn.shape[:2]
-        c = cond[:, None].expand(b, t, *cond.shape[1:])
-        z = net._to_rows(torch.cat([xn, c], dim=2))
-        e = net.embed(z.transpose(1, 2))
-        return e, net.down(e).permute(0, 2, 3, 1)
+    @property
+    def subnets(self) -> list[str]:
+        return list(self._stage_names)
 
     def run_stage(self, model: nn.Module, index: int, inputs: Sequence[torch.Tensor], entry: Any) -> Any:
+        """Stage 0 (``down``): inputs -> (embedding, tokens); Swin groups: tokens -> tokens; last
+        (``up``): (embedding, tokens) -> the normalised output."""
+        net = model.net  # type: ignore[attr-defined]
+        if index == 0:
+            if entry is not None:
+                raise FuxiopsError("the first stage starts from the network inputs")
+            x, clock = inputs
+            xn = (x - model.mean[:, None, None]) / model.std[:, None, None]  # type: ignore[attr-defined]
+            return net.encode(xn, model.cond(clock))  # type: ignore[operator]
         if entry is None:
-            if index != 0:
-                raise FuxiopsError("only the first stage starts from the network inputs")
-            entry = self._entry(model, inputs)
+            raise FuxiopsError(f"stage {index} needs the features of stage {index - 1}")
         e, h = entry
-        for i in self._groups[index]:
-            h = model.net.blocks[i](h)  # type: ignore[attr-defined,index]
+        if index == len(self._stage_names) - 1:
+            return net.decode(e, h)
+        for i in self._groups[index - 1]:
+            h = net.blocks[i](h)
         return e, h
 
     def stage_forward(self, model: nn.Module, inputs: Sequence[torch.Tensor]) -> list[Any]:
         feats: list[Any] = []
         entry = None
-        for s in range(len(self._groups)):
+        for s in range(len(self._stage_names)):
             entry = self.run_stage(model, s, inputs, entry)
             feats.append(entry)
-        feats.append(self.output(model, inputs))
+        feats.append(feats[-1])  # the output is the last stage's exit
         return feats
 
     def stage_parameters(self, model: nn.Module, index: int) -> list[nn.Parameter]:
-        return [p for i in self._groups[index] for p in model.net.blocks[i].parameters()]  # type: ignore
+        net = model.net  # type: ignore[attr-defined]
+        if index == 0:
+            return list(net.down.parameters())
+        if index == len(self._stage_names) - 1:
+            return [*net.up.parameters(), *net.head.parameters()]
+        return [p for i in self._groups[index - 1] for p in net.blocks[i].parameters()]
 
     @staticmethod
     def feature_error(a: Any, b: Any) -> torch.Tensor:
-        # Tokens only: the embedding passes through pruned stages unchanged.
+        # Tokens for the inner stages (the embedding passes through them unchanged), the output last.
+        if isinstance(a, torch.Tensor):
+            return torch.mean((a - b) ** 2)
         return torch.mean((a[1] - b[1]) ** 2)

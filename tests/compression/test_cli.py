@@ -21,11 +21,15 @@ def test_prune_export_evaluate(teacher_ckpt: Path, tmp_path: Path, fuxiops_home:
     r = runner.invoke(app, ["prune", "--teacher", str(teacher_ckpt), "--flops-budget", "0.93", "--out", str(pruned),
                             "--method", "uniform"])
     assert r.exit_code == 0, r.output
-    assert "flops_fraction" in r.output
+    assert "flops_fraction" in r.output and "res_hidden" in r.output
     onnx_path = tmp_path / "pruned.onnx"
-    r = runner.invoke(app, ["export", "--checkpoint", str(pruned), "--out", str(onnx_path), "--exporter", "legacy"])
+    r = runner.invoke(app, ["export", "--checkpoint", str(pruned), "--out", str(onnx_path), "--exporter", "legacy",
+                            "--fp16-copy"])
     assert r.exit_code == 0, r.output
+    assert "fp16 max abs" in r.output
     assert load_forecaster(onnx_path).coords.grid.name == "11.25deg"
+    half = load_forecaster(tmp_path / "pruned.fp16.onnx", device="cpu")  # fp16 file loads like any model
+    assert half.coords.grid.name == "11.25deg"
     scores = tmp_path / "scores.json"
     r = runner.invoke(app, ["evaluate", str(teacher_ckpt), str(onnx_path), "--truth", "synthetic:16",
                             "--days", "1,2", "--inits", "1", "--json", str(scores)])

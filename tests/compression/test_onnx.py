@@ -47,9 +47,14 @@ def test_external_data(teacher_ckpt: Path, tmp_path: Path) -> None:
     assert fc.coords.grid.name == "11.25deg"
 
 
-def test_dynamo_exporter_parity(teacher_ckpt: Path, tmp_path: Path) -> None:
-    report = export_forecaster(teacher_ckpt, tmp_path / "d.onnx", exporter="dynamo")
-    assert report["parity_max_abs_normalised"] <= PARITY_TOLERANCE
+@pytest.fixture(scope="module")
+def exported_dynamo(teacher_ckpt: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("onnx") / "d.onnx"
+    return out, export_forecaster(teacher_ckpt, out, exporter="dynamo")
+
+
+def test_dynamo_exporter_parity(exported_dynamo: tuple[Path, dict]) -> None:
+    assert exported_dynamo[1]["parity_max_abs_normalised"] <= PARITY_TOLERANCE
 
 
 def test_onnx_rollout_matches_torch(exported: tuple[Path, dict], teacher_ckpt: Path) -> None:
@@ -109,3 +114,50 @@ def test_assimilator_export_parity(tmp_path: Path) -> None:
     with pytest.raises(FuxiopsError, match="not a forecaster"):
         load_forecaster(tmp_path / "asm.onnx")
 
+
+
+def _naive_fp16_outputs(path: Path, feeds: dict) -> np.ndarray:
+    """The whole graph converted to fp16 (what the split conversion avoids)."""
+    import onnxruntime as ort
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    from fuxiops.compression.onnx_export import FP16_OP_BLOCK_LIST
+
+    half = convert_float_to_float16(onnx.load(str(path)), keep_io_types=True, op_block_list=list(FP16_OP_BLOCK_LIST))
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    return ort.InferenceSession(half.SerializeToString(), opts, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+@pytest.mark.parametrize("exporter", ["legacy", "dynamo"])
+def test_fp16_keeps_physical_units_in_fp32(exporter: str, request: pytest.FixtureRequest, teacher_ckpt: Path,
+                                           tmp_path: Path) -> None:
+    from fuxiops.compression.export import FP16_TOLERANCE, forecaster_example_inputs, fp16_parity, output_scale
+    from fuxiops.compression.onnx_export import split_body, to_fp16
+    from fuxiops.models.torch_forecaster import TorchForecaster
+
+    path = request.getfixturevalue("exported" if exporter == "legacy" else "exported_dynamo")[0]
+    fc = TorchForecaster.load(teacher_ckpt)
+    inputs = forecaster_example_inputs(fc, seed=4)
+    # The inputs are physical: MSL ~1.01e5 Pa and z ~5.5e4 overflow / lose fp16 precision.
+    assert float(inputs[0][:, :, 5].min()) > 65504
+    par = fp16_parity(path, output_scale(fc), inputs)
+    assert par["finite"]
+    assert par["max_abs_normalised"] <= FP16_TOLERANCE, par  # z500, z850, t500, t850, t2m, msl all within
+    assert len(par["per_channel"]) == 6 and par["per_channel"][5] <= FP16_TOLERANCE  # msl
+    assert par["max_abs_normalised"] > 0  # really fp16 arithmetic inside
+    # Converting the whole graph (physical units in fp16) is what breaks: inf/NaN or far off.
+    feeds = {"x": inputs[0].numpy(), "clock": inputs[1].numpy()}
+    naive = _naive_fp16_outputs(path, feeds)
+    assert not np.isfinite(naive).all() or np.abs(naive[0, 5] - 1.0e5).max() > 1e3
+    # The body is the normalised network; the prologue/epilogue (physical units) stay fp32.
+    model = onnx.load(str(path))
+    body, b_in, b_out = split_body(model.graph)
+    assert "x" not in b_in and "clock" not in b_in and len(b_in) == 2 and len(b_out) == 1
+    half = onnx.load(str(to_fp16(path, tmp_path / "m.fp16.onnx")))
+    onnx.checker.check_model(half, full_check=True)
+    dtypes = {t.data_type for t in half.graph.initializer}
+    assert onnx.TensorProto.FLOAT16 in dtypes
+    big32 = [t.name for t in half.graph.initializer if t.data_type == onnx.TensorProto.FLOAT
+             and np.abs(onnx.numpy_helper.to_array(t)).max() > 65504]
+    assert big32  # the normalisation means (z, msl) are still fp32 constants

@@ -98,10 +98,17 @@ def test_emo_pms_and_baselines_meet_the_budget(net: ForecasterPruning, calib) ->
     assert res.error_after_training <= res.error_before_training + 1e-9
     for fr in res.fronts:
         assert non_dominated(np.c_[fr.flops, fr.errors]).all()
+    kinds = {u.name: u.kind for u in net.units}
+    assert {"heads", "mlp", "channels"} <= set(kinds.values())
     for b in (magnitude_prune(ev, 0.88), uniform_prune(ev, 0.88),
               whole_network_search(ev, 0.88, max_evaluations=12, pop_size=6)):
         assert b.flops <= 0.88 * ev.teacher_flops * 1.0001, b.method
+        assert b.flops == pytest.approx(count_flops(b.model, calib)), b.method
         assert b.error > 0
+        assert set(b.counts) == set(kinds), b.method  # every kind of structure is a choice of every method
+    uni = uniform_prune(ev, 0.7)
+    assert all(uni.counts[n] < u.full for n, u in ((u.name, u) for u in net.units) if u.kind == "channels")
+    assert uni.model.arch.res_hidden != ()
     with pytest.raises(FuxiopsError, match="no combination"):
         rank_combinations(res.fronts, ev.teacher_flops, 0.01 * ev.teacher_flops, 3) or emo_pms(
             net, calib, 0.01, cfg, progress=False, evaluator=ev)
