@@ -25,8 +25,11 @@ timed cycle runs in a fresh child process that samples the RSS of its process
 tree (peak per step) and the load average. Results go to
 ``bench/results/cycle_time_0p25.json`` (+ ``.md``), leaving the testbed ones.
 
-    python bench/cycle_time.py --grid 0.25deg --world /tmp/c025/world --home /tmp/c025/home \
-        --repeat 1 --cold-steps 1 --no-plain
+    fuxiops world build --grid 0.25deg --days 2 --no-nwp --out /tmp/c025/world --seed 3
+    python bench/cycle_time.py --grid 0.25deg --world /tmp/c025/world --home /tmp/c025/home --repeat 1 \\
+        --cold-steps 1 --no-plain
+    python bench/cycle_time.py --grid 0.25deg --world /tmp/c025/world --home /tmp/c025/home --repeat 1 \\
+        --cold-steps 1 --plain-only     # adds the plain peer to those results
 """
 
 from __future__ import annotations
