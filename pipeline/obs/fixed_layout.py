@@ -385,6 +385,16 @@ class FixedBatch:
     unpacked = True
 
     def __init__(self, layout: Layout, messages: Sequence[RawMessage], headers: Sequence[Header]) -> None:
+        self._group(layout, messages, headers)
+        L = layout.data_len
+        buf = np.frombuffer(b"".join(m.data[h.data_start:h.data_start + L] for m, h in zip(messages, headers)),
+                            dtype=np.uint8).reshape(self.n_subsets, L)
+        # 8 zero bytes of padding: every element is read through a whole 64-bit window.
+        self._bytes = np.zeros((self.n_subsets, L + 8), dtype=np.uint8)
+        self._bytes[:, :L] = buf
+
+    def _group(self, layout: Layout, messages: Sequence[RawMessage], headers: Sequence[Header]) -> None:
+        """What every batch knows of its messages, and its cross-check bookkeeping."""
         self.layout = layout
         self.messages = list(messages)
         self.headers = list(headers)
@@ -394,12 +404,6 @@ class FixedBatch:
         self.template = layout.template
         self.message_indices = np.array([m.index for m in self.messages], dtype=np.int32)
         self.subset_indices = np.zeros(self.n_subsets, dtype=np.int32)
-        L = layout.data_len
-        buf = np.frombuffer(b"".join(m.data[h.data_start:h.data_start + L] for m, h in zip(messages, headers)),
-                            dtype=np.uint8).reshape(self.n_subsets, L)
-        # 8 zero bytes of padding: every element is read through a whole 64-bit window.
-        self._bytes = np.zeros((self.n_subsets, L + 8), dtype=np.uint8)
-        self._bytes[:, :L] = buf
         # Rows cross-checked against ecCodes: the first message, and every CHECK_EVERY-th of the file.
         sample = {0} | {i for i, m in enumerate(self.messages) if m.index % CHECK_EVERY == 0}
         self._check_rows = sorted(sample)
@@ -764,15 +768,7 @@ class VarBatch(FixedBatch):
 
     def __init__(self, layout: VarLayout, messages: Sequence[RawMessage], headers: Sequence[Header],
                  walks: Sequence[tuple[list[int], tuple[int, ...]]]) -> None:
-        self.layout = layout
-        self.messages = list(messages)
-        self.headers = list(headers)
-        self.n_subsets = len(self.messages)
-        self.edition = headers[0].edition
-        self.data_category = headers[0].data_category
-        self.template = layout.template
-        self.message_indices = np.array([m.index for m in self.messages], dtype=np.int32)
-        self.subset_indices = np.zeros(self.n_subsets, dtype=np.int32)
+        self._group(layout, messages, headers)
         lens = [h.data_len for h in headers]
         self._base = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64) * 8
         self._buf = np.frombuffer(b"".join(m.data[h.data_start:h.data_start + h.data_len]
@@ -780,12 +776,7 @@ class VarBatch(FixedBatch):
         self._starts = np.array([w[0] for w in walks], dtype=np.int64).reshape(self.n_subsets, -1)
         self._counts = np.array([_expand_counts(layout, w[1]) for w in walks], dtype=np.int64
                                 ).reshape(self.n_subsets, -1)
-        sample = {0} | {i for i, m in enumerate(self.messages) if m.index % CHECK_EVERY == 0}
-        self._check_rows = sorted(sample)
-        self._reference: dict[int, Message] = {}
-        self._columns: dict[tuple[int, bool], np.ndarray] = {}
         self._cache: dict[str, list[np.ndarray]] = {}
-        self._checked: set[tuple[str, str, bool]] = set()
 
     def _decode(self, key: str) -> list[np.ndarray]:
         """All occurrences of ``key`` per message, in ecCodes' rank order."""

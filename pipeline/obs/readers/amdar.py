@@ -13,8 +13,9 @@ import numpy as np
 
 from fuxiops.pipeline.obs.bufr import Message
 from fuxiops.pipeline.obs.obs_errors import obs_error
-from fuxiops.pipeline.obs.readers.base import (BufrReader, flight_level_to_pressure, lat_lon, message_indices,
-                                               reject_messages, station_ids, subset_indices, wind_to_uv)
+from fuxiops.pipeline.obs.readers.base import (BufrReader, flight_level_to_pressure, gathered_in_file_order, lat_lon,
+                                               message_indices, reject_messages, station_ids, subset_indices,
+                                               wind_to_uv)
 from fuxiops.pipeline.obs.schema import RowBuilder
 
 NO_PRESSURE = "aircraft report without pressure or flight level (missing vertical coordinate)"
@@ -57,12 +58,8 @@ class AmdarReader(BufrReader):
     def end_batch(self, out: RowBuilder) -> None:
         if not self._acc:
             return
-        c = {k: np.concatenate(v) for k, v in self._acc.items()}
+        c = gathered_in_file_order(self._acc)
         self._acc = {}
-        # Fast-path batches arrive grouped by template: rows go out in file order whichever path read them.
-        order = np.lexsort((c["sub"], c["msg"]))
-        if (np.diff(order) != 1).any():
-            c = {k: v[order] for k, v in c.items()}
         rt = out.report_type
         u, v = wind_to_uv(c["wd"], c["ws"])
         for var, values in (("t", c["t"]), ("td", c["td"]), ("u", u), ("v", v),

@@ -312,6 +312,18 @@ def attach_split_problems(res: ReadResult, path: str, raw: Sequence[RawMessage],
     return res
 
 
+def gathered_in_file_order(acc: dict[str, list[np.ndarray]]) -> dict[str, np.ndarray]:
+    """Columns gathered over a batch (with ``msg``/``sub`` indices), concatenated and in file order.
+
+    Fast-path batches arrive grouped by template: rows go out in file order whichever path read them.
+    """
+    c = {k: np.concatenate(v) for k, v in acc.items()}
+    order = np.lexsort((c["sub"], c["msg"]))
+    if (np.diff(order) != 1).any():
+        c = {k: v[order] for k, v in c.items()}
+    return c
+
+
 @dataclass(frozen=True)
 class _Category:
     """Just the data category, for the category check of a group before any decoding."""

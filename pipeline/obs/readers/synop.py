@@ -12,8 +12,8 @@ import numpy as np
 
 from fuxiops.pipeline.obs.bufr import Message, compose_times
 from fuxiops.pipeline.obs.obs_errors import obs_error
-from fuxiops.pipeline.obs.readers.base import (BufrReader, lat_lon, message_indices, station_ids, subset_indices,
-                                               wind_to_uv)
+from fuxiops.pipeline.obs.readers.base import (BufrReader, gathered_in_file_order, lat_lon, message_indices,
+                                               station_ids, subset_indices, wind_to_uv)
 from fuxiops.pipeline.obs.schema import RowBuilder
 
 T2M_KEYS = ("airTemperatureAt2M", "airTemperature")
@@ -59,12 +59,8 @@ class SynopReader(BufrReader):
     def end_batch(self, out: RowBuilder) -> None:
         if not self._acc:
             return
-        c = {k: np.concatenate(v) for k, v in self._acc.items()}
+        c = gathered_in_file_order(self._acc)
         self._acc = {}
-        # Fast-path batches arrive grouped by template: rows go out in file order whichever path read them.
-        order = np.lexsort((c["sub"], c["msg"]))
-        if (np.diff(order) != 1).any():
-            c = {k: v[order] for k, v in c.items()}
         rt = out.report_type
         time = compose_times(c["year"], c["month"], c["day"], c["hour"], np.nan_to_num(c["minute"], nan=0.0))
 
