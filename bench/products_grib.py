@@ -45,6 +45,7 @@ from _common import machine_facts, markdown_table, package_versions, summary, wr
 
 from fuxiops.catalog import PRODUCTION, Channel  # noqa: E402
 from fuxiops.config import GribConfig, NetcdfConfig  # noqa: E402
+from fuxiops.pipeline.products.fsutil import fsync_path  # noqa: E402
 from fuxiops.grids import get_grid  # noqa: E402
 from fuxiops.pipeline.products import StepData, synthetic  # noqa: E402
 from fuxiops.pipeline.products.grib2 import Grib2Writer  # noqa: E402
@@ -71,14 +72,6 @@ class PeakRSS:
 
     def reset(self) -> None:
         self.peak = self.proc.memory_info().rss
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _fields(step: StepData, channels: list[Channel]) -> list[tuple[Channel, np.ndarray]]:
@@ -164,7 +157,7 @@ class Bench:
                   else {"step": step.step})
             target.write(values=a, template=tmpl[ch.name], metadata={**md, "bitsPerValue": 16}, encoder="grib")
         target.close()
-        _fsync(path)
+        fsync_path(path)
 
     def cfgrib(self, step: StepData) -> None:
         from cfgrib import xarray_to_grib as x2g
@@ -211,7 +204,7 @@ class Bench:
             enc[name] = {"zlib": True, "complevel": 4, "shuffle": True,
                          "chunksizes": tuple(min(c, s) for c, s in zip(chunks, ds[name].shape))}
         ds.to_netcdf(path, engine="netcdf4", encoding=enc)
-        _fsync(path)
+        fsync_path(path)
 
     # -- driving ----------------------------------------------------------------------------------
     def timed(self, label: str, fn: Callable[[StepData], None], step: StepData) -> None:

@@ -13,7 +13,6 @@ imports torch: a serving image needs onnxruntime only.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Sequence
@@ -23,6 +22,7 @@ import numpy as np
 from fuxiops.errors import FuxiopsError
 from fuxiops.logs import get_logger
 from fuxiops.models.base import CheckpointError, Forecaster, ModelCoords
+from fuxiops.models.checkpoint import sha256_file
 from fuxiops.models.features import clock_features
 
 log = get_logger(__name__)
@@ -64,14 +64,6 @@ def choose_providers(device: str = "auto", available: Sequence[str] | None = Non
                            "install onnxruntime-gpu (pip install 'fuxiops[gpu]') on a machine with CUDA")
     chosen.append("CPUExecutionProvider")
     return chosen
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class OnnxForecaster(Forecaster):
@@ -157,7 +149,7 @@ class OnnxForecaster(Forecaster):
 
     def provenance(self) -> dict[str, Any]:
         if self._sha is None:
-            self._sha = _sha256(self.path)
+            self._sha = sha256_file(self.path)
         return {"name": self.name, "runtime": "onnx", "preset": self.meta.get("checkpoint", {}).get("preset"),
                 "checkpoint": str(self.path), "weights_sha256": self._sha, "onnx_sha256": self._sha,
                 "providers": list(self.active_providers), "fp16": self.fp16,

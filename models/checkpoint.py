@@ -20,7 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
@@ -164,6 +164,47 @@ def load_into(module: Any, state: dict[str, Any], where: str) -> None:
         raise CheckpointError(f"{where}: weights do not match the declared architecture "
                               f"(missing {missing[:3]}, unexpected {extra[:3]}, shape mismatch {bad[:3]})")
     module.load_state_dict(state, strict=True)
+
+
+class TorchCheckpointed:
+    """What the torch forecaster and assimilator share: provenance, checkpoint writing and the common
+    checks of reading one back (kind, runtime, the static fields in the weights)."""
+
+    kind: ClassVar[str]
+    name: str
+    preset: str
+    checkpoint: str | None
+    weights_sha256: str | None
+    device: Any
+    module: Any
+
+    def metadata(self, training: dict[str, Any] | None = None) -> "CheckpointMeta":
+        raise NotImplementedError
+
+    def provenance(self) -> dict[str, Any]:
+        return {"name": self.name, "runtime": "torch", "preset": self.preset, "checkpoint": self.checkpoint,
+                "weights_sha256": self.weights_sha256, "device": str(self.device)}
+
+    def save(self, path: str | Path, training: dict[str, Any] | None = None) -> Path:
+        """Write a checkpoint directory (``training``: provenance such as data, steps, losses)."""
+        return save_checkpoint(path, self.module, self.metadata(training))
+
+    @classmethod
+    def read_checked_metadata(cls, path: str | Path) -> "CheckpointMeta":
+        meta = read_metadata(path)
+        if meta.kind != cls.kind:
+            article = "an" if cls.kind[0] in "aeiou" else "a"
+            raise CheckpointError(f"{path} holds a {meta.kind}, not {article} {cls.kind}")
+        if meta.runtime != "torch":
+            raise CheckpointError(f"{path} is for runtime {meta.runtime!r}, not torch")
+        return meta
+
+    @staticmethod
+    def load_weights(path: str | Path, meta: "CheckpointMeta") -> dict[str, Any]:
+        state = load_state(path, meta)
+        if "static" not in state:
+            raise CheckpointError(f"{path}: weights lack the static fields")
+        return state
 
 
 def check_normalisation(module: Any, norm: NormStats, where: str) -> None:

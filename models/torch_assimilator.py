@@ -20,16 +20,17 @@ from fuxiops.grids import Grid
 from fuxiops.models.assimilator_net import AnalysisModule
 from fuxiops.models.base import (TIME, Assimilator, CheckpointError, ModelCoords, check_state, obs_group_arrays,
                                  resolve_device)
-from fuxiops.models.checkpoint import (CheckpointMeta, check_normalisation, load_into, load_state, read_metadata,
-                                       save_checkpoint)
+from fuxiops.models.checkpoint import CheckpointMeta, TorchCheckpointed, check_normalisation, load_into
 from fuxiops.models.features import StaticFields, clock_features, static_fields
 from fuxiops.models.normalisation import NormStats
 from fuxiops.models.presets import AssimilatorArch, get_preset
 from fuxiops.state import from_channels, to_channels
 
 
-class TorchAssimilator(Assimilator):
+class TorchAssimilator(TorchCheckpointed, Assimilator):
     """Multi-branch U-Net analysis run with PyTorch."""
+
+    kind = "assimilator"
 
     def __init__(self, module: AnalysisModule, coords: ModelCoords, norm: NormStats, preset: str = "custom",
                  static_source: str = "", device: str = "cpu", training: dict[str, Any] | None = None,
@@ -126,30 +127,19 @@ class TorchAssimilator(Assimilator):
                                   "observation_groups_missing": ",".join(g for g in obs if g not in used)})
         return ds.assign_coords({TIME: t})
 
-    def provenance(self) -> dict[str, Any]:
-        return {"name": self.name, "runtime": "torch", "preset": self.preset, "checkpoint": self.checkpoint,
-                "weights_sha256": self.weights_sha256, "device": str(self.device)}
-
     # ------------------------------------------------------------------ checkpoints
     def metadata(self, training: dict[str, Any] | None = None) -> CheckpointMeta:
-        return CheckpointMeta(kind="assimilator", preset=self.preset, architecture=self.arch.to_dict(),
+        return CheckpointMeta(kind=self.kind, preset=self.preset, architecture=self.arch.to_dict(),
                               coords=self.coords, normalisation=self.norm, static_source=self.static_source,
                               obs_channels=self.obs_channels,
                               training=dict(training if training is not None else self.training))
 
-    def save(self, path: str | Path, training: dict[str, Any] | None = None) -> Path:
-        return save_checkpoint(path, self.module, self.metadata(training))
-
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> "TorchAssimilator":
-        meta = read_metadata(path)
-        if meta.kind != "assimilator":
-            raise CheckpointError(f"{path} holds a {meta.kind}, not an assimilator")
+        meta = cls.read_checked_metadata(path)
         arch = meta.assimilator_arch()
         vs = meta.coords.variables
-        state = load_state(path, meta)
-        if "static" not in state:
-            raise CheckpointError(f"{path}: weights lack the static fields")
+        state = cls.load_weights(path, meta)
         module = AnalysisModule(arch, len(vs.state_channels), meta.obs_channels, state["static"])
         load_into(module, state, str(path))
         check_normalisation(module, meta.normalisation, str(path))

@@ -17,16 +17,17 @@ from fuxiops.catalog import VariableSet
 from fuxiops.errors import DataError
 from fuxiops.grids import Grid
 from fuxiops.models.base import CheckpointError, Forecaster, ModelCoords, resolve_device
-from fuxiops.models.checkpoint import (CheckpointMeta, check_normalisation, load_into, load_state, read_metadata,
-                                       save_checkpoint)
+from fuxiops.models.checkpoint import CheckpointMeta, TorchCheckpointed, check_normalisation, load_into
 from fuxiops.models.features import StaticFields, clock_features, static_fields
 from fuxiops.models.forecaster_net import ForecastModule
 from fuxiops.models.normalisation import NormStats
 from fuxiops.models.presets import ForecasterArch, get_preset
 
 
-class TorchForecaster(Forecaster):
+class TorchForecaster(TorchCheckpointed, Forecaster):
     """A FuXi-style network run with PyTorch; a drop-in :class:`Forecaster`."""
+
+    kind = "forecaster"
 
     def __init__(self, module: ForecastModule, coords: ModelCoords, norm: NormStats, preset: str = "custom",
                  static_source: str = "", device: str = "cpu", autocast: bool = False,
@@ -88,33 +89,19 @@ class TorchForecaster(Forecaster):
             y = self.module(x, clock)
         return y[0].float().cpu().numpy()
 
-    def provenance(self) -> dict[str, Any]:
-        return {"name": self.name, "runtime": "torch", "preset": self.preset, "checkpoint": self.checkpoint,
-                "weights_sha256": self.weights_sha256, "device": str(self.device)}
-
     # ------------------------------------------------------------------ checkpoints
     def metadata(self, training: dict[str, Any] | None = None) -> CheckpointMeta:
-        return CheckpointMeta(kind="forecaster", preset=self.preset, architecture=self.arch.to_dict(),
+        return CheckpointMeta(kind=self.kind, preset=self.preset, architecture=self.arch.to_dict(),
                               coords=self.coords, normalisation=self.norm, static_source=self.static_source,
                               training=dict(training if training is not None else self.training))
 
-    def save(self, path: str | Path, training: dict[str, Any] | None = None) -> Path:
-        """Write a checkpoint directory (``training``: provenance such as data, steps, losses)."""
-        return save_checkpoint(path, self.module, self.metadata(training))
-
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu", autocast: bool = False) -> "TorchForecaster":
-        meta = read_metadata(path)
-        if meta.kind != "forecaster":
-            raise CheckpointError(f"{path} holds a {meta.kind}, not a forecaster")
-        if meta.runtime != "torch":
-            raise CheckpointError(f"{path} is for runtime {meta.runtime!r}, not torch")
+        meta = cls.read_checked_metadata(path)
         arch = meta.forecaster_arch()
         vs = meta.coords.variables
         _check_norm(meta.normalisation, vs)
-        state = load_state(path, meta)
-        if "static" not in state:
-            raise CheckpointError(f"{path}: weights lack the static fields")
+        state = cls.load_weights(path, meta)
         module = ForecastModule(arch, len(vs.state_channels), len(vs.diagnostic_channels), state["static"])
         if tuple(state["static"].shape[-2:]) != meta.coords.grid.shape:
             raise CheckpointError(f"{path}: static fields are {tuple(state['static'].shape[-2:])}, grid "

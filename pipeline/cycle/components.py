@@ -8,6 +8,7 @@ tested where it is made.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -16,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import xarray as xr
@@ -99,6 +100,7 @@ def load_networks(cfg: FuxiopsConfig) -> Networks:
 
     device = resolve_device(cfg.models.device)
     grid = cfg.grid_spec
+    norm_source = functools.cache(lambda: _norm_from_source(cfg))
     untrained = False
     try:
         fc = load_forecaster(cfg.models.forecaster, device=device, grid=grid)
@@ -106,7 +108,7 @@ def load_networks(cfg: FuxiopsConfig) -> Networks:
     except CheckpointError:
         if cfg.models.forecaster != "default":
             raise
-        fc, fc_path = _untrained_forecaster(cfg, device)
+        fc, fc_path = _untrained_network(cfg, device, "forecaster", norm_source)
         untrained = True
     fc.coords.check_compatible(_coords(cfg, fc.coords), "forecaster")
     try:
@@ -116,7 +118,7 @@ def load_networks(cfg: FuxiopsConfig) -> Networks:
     except CheckpointError:
         if cfg.models.assimilator != "default":
             raise
-        asm, asm_path = _untrained_assimilator(cfg, device)
+        asm, asm_path = _untrained_network(cfg, device, "assimilator", norm_source)
         asm_untrained = True
     info = {"forecaster": _model_info(fc, fc_path, untrained),
             "assimilator": _model_info(asm, asm_path, asm_untrained)}
@@ -173,46 +175,43 @@ def _zero_output_head(net: Any, what: str) -> bool:
     return True
 
 
-def _untrained_forecaster(cfg: FuxiopsConfig, device: str) -> tuple[Any, str]:
-    from fuxiops.models.base import load_forecaster
-    from fuxiops.models.torch_forecaster import TorchForecaster
+#: What an untrained bootstrap network does (its output head is zeroed), written into its checkpoint.
+_UNTRAINED_BEHAVIOUR = {"forecaster": "predicts persistence plus the mean 6-hour tendency",
+                        "assimilator": "returns the background"}
 
-    path = untrained_dir(cfg) / "forecaster"
+
+def _untrained_network(cfg: FuxiopsConfig, device: str, kind: str,
+                       norm_source: Callable[[], tuple[Any, str]]) -> tuple[Any, str]:
+    """The untrained ``kind`` network of this home (built and saved the first time); and its path.
+
+    ``norm_source`` gives the normalisation statistics; it is only called when a network must be
+    built, and the forecaster and the assimilator share one computation.
+    """
+    from fuxiops.models.base import load_assimilator, load_forecaster
+
+    load = load_forecaster if kind == "forecaster" else load_assimilator
+    path = untrained_dir(cfg) / kind
     if (path / "metadata.json").is_file():
-        return load_forecaster(path, device=device, grid=cfg.grid_spec), str(path)
+        return load(path, device=device, grid=cfg.grid_spec), str(path)
     preset = bootstrap_preset(cfg)
-    norm, src = _norm_from_source(cfg)
-    log.warning("no trained forecaster for grid %s: creating an UNTRAINED %s forecaster at %s", cfg.grid, preset,
-                path)
-    fc = TorchForecaster.build(preset, cfg.variable_set, cfg.grid_spec, norm=norm, seed=cfg.world.seed,
-                               device=device, step_hours=cfg.schedule.step_hours)
-    zeroed = _zero_output_head(fc, "forecaster")
-    fc.save(path, training={"untrained": True, "normalisation_from": src or cfg.cold_start.source,
-                            "output_head": "zero-initialised" if zeroed else "random",
-                            "note": "bootstrap created by the cycle, not trained: predicts persistence plus the "
-                                    "mean 6-hour tendency until trained weights are installed"})
-    return load_forecaster(path, device=device, grid=cfg.grid_spec), str(path)
+    norm, src = norm_source()
+    log.warning("no trained %s for grid %s: creating an UNTRAINED %s %s at %s", kind, cfg.grid, preset, kind, path)
+    if kind == "forecaster":
+        from fuxiops.models.torch_forecaster import TorchForecaster
 
+        net = TorchForecaster.build(preset, cfg.variable_set, cfg.grid_spec, norm=norm, seed=cfg.world.seed,
+                                    device=device, step_hours=cfg.schedule.step_hours)
+    else:
+        from fuxiops.models.torch_assimilator import TorchAssimilator
 
-def _untrained_assimilator(cfg: FuxiopsConfig, device: str) -> tuple[Any, str]:
-    from fuxiops.models.base import load_assimilator
-    from fuxiops.models.torch_assimilator import TorchAssimilator
-
-    path = untrained_dir(cfg) / "assimilator"
-    if (path / "metadata.json").is_file():
-        return load_assimilator(path, device=device, grid=cfg.grid_spec), str(path)
-    preset = bootstrap_preset(cfg)
-    norm, src = _norm_from_source(cfg)
-    log.warning("no trained assimilator for grid %s: creating an UNTRAINED %s assimilator at %s", cfg.grid,
-                preset, path)
-    asm = TorchAssimilator.build(preset, cfg.variable_set, cfg.grid_spec, obs_channels=obs_group_channels(cfg),
-                                 norm=norm, seed=cfg.world.seed, device=device)
-    zeroed = _zero_output_head(asm, "assimilator")
-    asm.save(path, training={"untrained": True, "normalisation_from": src or cfg.cold_start.source,
+        net = TorchAssimilator.build(preset, cfg.variable_set, cfg.grid_spec, obs_channels=obs_group_channels(cfg),
+                                     norm=norm, seed=cfg.world.seed, device=device)
+    zeroed = _zero_output_head(net, kind)
+    net.save(path, training={"untrained": True, "normalisation_from": src or cfg.cold_start.source,
                              "output_head": "zero-initialised" if zeroed else "random",
-                             "note": "bootstrap created by the cycle, not trained: returns the background "
+                             "note": f"bootstrap created by the cycle, not trained: {_UNTRAINED_BEHAVIOUR[kind]} "
                                      "until trained weights are installed"})
-    return load_assimilator(path, device=device, grid=cfg.grid_spec), str(path)
+    return load(path, device=device, grid=cfg.grid_spec), str(path)
 
 
 def obs_group_channels(cfg: FuxiopsConfig) -> dict[str, int]:

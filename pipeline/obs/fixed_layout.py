@@ -703,7 +703,6 @@ def walk_message(lay: VarLayout, data: bytes, header: Header, strict: bool = Tru
     pos = 0
     starts: list[int] = []
     counts: list[int] = []
-    widths = lay.widths
     try:
         for nd in lay.data_nodes:
             starts.append(pos)
