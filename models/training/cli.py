@@ -28,12 +28,16 @@ def _load(config: Path):  # type: ignore[no-untyped-def]
 @app.command()
 def prepare(config: Path = ConfigOpt,
             obs: bool = typer.Option(True, "--obs/--no-obs",
-                                     help="Also grid the world's raw and simulated BUFR observations.")) -> None:
-    """Compute normalisation statistics (and gridded observations) once for a campaign."""
+                                     help="Also grid the world's raw and simulated BUFR observations."),
+            workers: int = typer.Option(1, "--workers", min=1, help="Cycles decoded in parallel processes.")) -> None:
+    """Compute normalisation statistics (and gridded observations) once for a campaign.
+
+    Resumable: rerun after an interruption and it continues at the first cycle not yet written.
+    """
     from fuxiops.models.training.prepare import prepare_campaign
 
     cfg = _load(config)
-    summary = prepare_campaign(cfg, grid_obs=obs)
+    summary = prepare_campaign(cfg, grid_obs=obs, workers=workers)
     for k, v in summary.items():
         console.print(f"{k}: {v}")
 

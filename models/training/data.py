@@ -158,9 +158,13 @@ class GriddedObservations:
 
     def __init__(self, ds: xr.Dataset, groups: Sequence[str] | None = None) -> None:
         self.ds = ds
-        self.groups = [g for g in (groups or list(ds.data_vars)) if g in ds.data_vars]
-        self.times = ds["time"].values.astype("datetime64[ns]")
-        self._index = {t: i for i, t in enumerate(self.times)}
+        self.groups = [g for g in (groups or list(ds.data_vars)) if g in ds.data_vars and g != "present"]
+        times = ds["time"].values.astype("datetime64[ns]")
+        # Stores filled cycle by cycle mark the cycles written (a prepare may still be running or have
+        # found no file for a cycle); older stores hold only written cycles.
+        present = ds["present"].values.astype(bool) if "present" in ds else np.ones(len(times), bool)
+        self.times = times[present]
+        self._index = {t: i for i, t in enumerate(times) if present[i]}
 
     def channels(self, group: str) -> list[str]:
         return [str(c) for c in self.ds[f"{group}_channel"].values]

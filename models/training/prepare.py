@@ -62,58 +62,169 @@ def _fixed_stats(first: list[xr.Dataset], norm: NormStats) -> dict[str, dict[str
     return out
 
 
-def grid_world_observations(cfg: TrainConfig, norm: NormStats, progress: bool = True) -> dict[str, int]:
-    """Ingest and grid every cycle of the training period, raw and simulated, into Zarr stores."""
+def _grid_cycle(files: list[Path], cycle: pd.Timestamp, dep: FuxiopsConfig,
+                stats: dict[str, dict[str, tuple[float, float]]] | None) -> tuple[xr.Dataset, dict[str, int]]:
+    """One cycle through the real ingest path (readers -> QC) and gridding; runs in a worker process."""
     from fuxiops.pipeline.obs.gridding import grid_observations
     from fuxiops.pipeline.obs.ingest import ingest
 
+    res = ingest(files, cycle_time=cycle.to_pydatetime(), config=dep, grid_output=False, mode="serial")
+    totals = res.report["totals"]
+    info = {"files": int(totals["files"]), "files_failed": int(totals["files_failed"]), "rows": res.table.num_rows}
+    return grid_observations(res.table, cycle_time=cycle, config=dep, stats=stats), info
+
+
+def _prepare_key(cycles: list[pd.Timestamp], stats: dict[str, Any]) -> str:
+    """Identifies what a gridded store holds: its cycles and the fixed statistics."""
+    import hashlib
+
+    text = json.dumps({"cycles": [str(c) for c in cycles], "stats": stats}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class _GriddedStore:
+    """A gridded-observation Zarr store of every cycle, filled one cycle at a time.
+
+    The store is created once with all cycle times; ``present`` (time,) marks the
+    cycles written, set only after a cycle's data, so an interrupted prepare
+    resumes at the first missing cycle and never trusts a half-written one.
+    """
+
+    def __init__(self, path: Path, cycles: list[pd.Timestamp], key: str) -> None:
+        self.path, self.cycles, self.key = path, cycles, key
+        self.present = np.zeros(len(cycles), bool)
+        if path.exists():
+            try:
+                ds = xr.open_zarr(path, consolidated=None)
+                same = ds.attrs.get("fuxiops_prepare_key") == key and "present" in ds
+            except Exception:  # noqa: BLE001 - an unreadable store is rebuilt
+                same = False
+            if same:
+                self.present = ds["present"].values.astype(bool)
+            else:
+                log.warning("gridded store %s holds other cycles or statistics; rebuilding it", path)
+                import shutil
+
+                shutil.rmtree(path)
+
+    @property
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def create(self, first: xr.Dataset, stats: dict[str, dict[str, tuple[float, float]]]) -> None:
+        import dask.array as da
+
+        n = len(self.cycles)
+        times = np.asarray([c.to_datetime64() for c in self.cycles], "datetime64[ns]")
+        data = {}
+        for g, v in first.data_vars.items():
+            data[g] = (("time", *v.dims), da.zeros((n, *v.shape), dtype=np.float32, chunks=(1, *v.shape)),
+                       {**v.attrs, "normalisation": json.dumps(stats.get(str(g), {}))})
+        data["present"] = (("time",), da.zeros(n, dtype=np.int8, chunks=1),
+                           {"description": "1 where the cycle's observations are written"})
+        coords = {k: c for k, c in first.coords.items() if "time" not in c.dims and k != "time"}
+        ds = xr.Dataset(data, coords={**coords, "time": times},
+                        attrs={**first.attrs, "fuxiops_prepare_key": self.key})
+        ds.to_zarr(self.path, mode="w", compute=False)
+
+    def write(self, i: int, ds: xr.Dataset) -> None:
+        region = {"time": slice(i, i + 1)}
+        block = ds.drop_vars([c for c in ds.coords if c != "time"]).expand_dims(time=[self.cycles[i].to_datetime64()])
+        block = block.drop_vars("time")
+        block.astype(np.float32).to_zarr(self.path, region=region)
+        xr.Dataset({"present": (("time",), np.ones(1, np.int8))}).to_zarr(self.path, region=region)
+        self.present[i] = True
+
+
+def grid_world_observations(cfg: TrainConfig, norm: NormStats, progress: bool = True, workers: int = 1,
+                            stop_after: int | None = None) -> dict[str, int]:
+    """Ingest and grid every cycle of the training period, raw and simulated, into Zarr stores.
+
+    Streams cycle by cycle into stores created up front (bounded memory for a
+    year of cycles), resumes where an interrupted run stopped, and decodes
+    ``workers`` cycles in parallel processes. Failed files are counted per
+    cycle in ``training/prepare_report.json``; a cycle with no usable file is
+    left absent and the stages skip it. ``stop_after`` stops after that many
+    new cycles (used to test resuming).
+    """
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
     world = cfg.world_path
     dep = _deployment(cfg)
-    data = TrainingData(cfg)
-    cycles = [pd.Timestamp(t) for t in data.times]
+    cycles = [pd.Timestamp(t) for t in TrainingData(cfg).times]
     out = world / "training"
     out.mkdir(parents=True, exist_ok=True)
-    counts: dict[str, int] = {}
+    stats_path, report_path = out / "obs_normalisation.json", out / "prepare_report.json"
+    report: dict[str, Any] = json.loads(report_path.read_text()) if report_path.exists() else {}
     stats: dict[str, dict[str, tuple[float, float]]] | None = None
-    stats_path = out / "obs_normalisation.json"
-    for kind in ("raw", "sim"):
-        tables = []
-        for c in tqdm(cycles, desc=f"ingest {kind}", disable=not progress):
-            files = cycle_files(world, kind, c)
+    if stats_path.exists() and report.get("norm_channels") == list(norm.channels) and \
+            report.get("first_cycle") == str(cycles[0]):
+        stats = {g: {k: (float(m), float(s)) for k, (m, s) in v.items()}
+                 for g, v in json.loads(stats_path.read_text()).items()}
+    counts: dict[str, int] = {}
+    new = 0
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
+    try:
+        for kind in ("raw", "sim"):
+            files = {i: cycle_files(world, kind, c) for i, c in enumerate(cycles)}
+            files = {i: f for i, f in files.items() if f}
             if not files:
                 continue
-            res = ingest(files, cycle_time=c.to_pydatetime(), config=dep, grid_output=False, mode="serial")
-            tables.append((c, res.table))
-        if not tables:
-            continue
-        if stats is None:
-            first = [grid_observations(t, cycle_time=c, config=dep) for c, t in tables[:STAT_CYCLES]]
-            stats = _fixed_stats(first, norm)
-            stats_path.write_text(json.dumps(stats))
-        parts = []
-        for c, t in tqdm(tables, desc=f"grid {kind}", disable=not progress):
-            parts.append(grid_observations(t, cycle_time=c, config=dep, stats=stats)
-                         .expand_dims(time=[c.to_datetime64()]))
-        ds = xr.concat(parts, dim="time")
-        for g in ds.data_vars:
-            ds[g].attrs["normalisation"] = json.dumps(stats.get(str(g), {}))
-        target = out / f"gridded_{kind}.zarr"
-        tmp = out / f"gridded_{kind}.zarr.tmp"
-        ds.chunk({"time": 1}).to_zarr(tmp, mode="w")
-        if target.exists():
-            import shutil
-
-            shutil.rmtree(target)
-        tmp.rename(target)
-        counts[kind] = len(parts)
+            if stats is None:
+                first = []
+                for i in list(files)[:STAT_CYCLES]:
+                    res = _grid_cycle(files[i], cycles[i], dep, None)
+                    first.append(res[0])
+                stats = _fixed_stats(first, norm)
+                stats_path.write_text(json.dumps(stats))
+                report = {"norm_channels": list(norm.channels), "first_cycle": str(cycles[0])}
+                report_path.write_text(json.dumps(report))
+            store = _GriddedStore(out / f"gridded_{kind}.zarr", cycles, _prepare_key(cycles, stats))
+            todo = [i for i in files if not store.present[i]]
+            if not store.exists:
+                i0 = todo.pop(0)
+                ds0, info = _grid_cycle(files[i0], cycles[i0], dep, stats)
+                store.create(ds0, stats)
+                store.write(i0, ds0)
+                report.setdefault(kind, {})[str(cycles[i0])] = info
+                new += 1
+            if stop_after is not None:
+                todo = todo[:max(0, stop_after - new)]
+            submit = (lambda i: pool.submit(_grid_cycle, files[i], cycles[i], dep, stats)) if pool else None
+            ahead = 2 * workers
+            pending = {i: submit(i) for i in todo[:ahead]} if pool else {}
+            for k, i in enumerate(tqdm(todo, desc=f"grid {kind}", disable=not progress)):
+                if pool:
+                    ds, info = pending.pop(i).result()
+                    if k + ahead < len(todo):
+                        pending[todo[k + ahead]] = submit(todo[k + ahead])
+                else:
+                    ds, info = _grid_cycle(files[i], cycles[i], dep, stats)
+                store.write(i, ds)
+                report.setdefault(kind, {})[str(cycles[i])] = info
+                new += 1
+                if info["files_failed"]:
+                    log.warning("%s cycle %s: %d of %d observation files failed", kind, cycles[i],
+                                info["files_failed"], info["files"])
+                if new % 50 == 0:
+                    report_path.write_text(json.dumps(report))
+            report_path.write_text(json.dumps(report))
+            counts[kind] = int(store.present.sum())
+            if stop_after is not None and new >= stop_after:
+                break
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
     if not counts:
         raise DataError(f"no observation files under {world / 'obs'} for the training period")
     return counts
 
 
-def prepare_campaign(cfg: TrainConfig, grid_obs: bool = True, progress: bool = True) -> dict[str, Any]:
+def prepare_campaign(cfg: TrainConfig, grid_obs: bool = True, progress: bool = True,
+                     workers: int = 1) -> dict[str, Any]:
     norm = prepare_normalisation(cfg)
     summary: dict[str, Any] = {"normalisation": f"{len(norm.channels)} channels from {norm.n_samples} states"}
     if grid_obs:
-        summary["gridded cycles"] = grid_world_observations(cfg, norm, progress)
+        summary["gridded cycles"] = grid_world_observations(cfg, norm, progress, workers)
     return summary

@@ -30,6 +30,10 @@ def build(out: Path = typer.Option(None, "--out", "-o", help="World folder (defa
           seed: int = typer.Option(None, "--seed", help="World seed: picks the weather (default: world.seed).",
                                    show_default=False),
           no_nwp: bool = typer.Option(False, "--no-nwp", help="Skip the NWP forecasts."),
+          nwp_every_h: int = typer.Option(12, "--nwp-every-h", help="Hours between NWP initialisations "
+                                          "(6, 12 or 24): a year at 12 h is ~43 GB of NWP at 2.8125deg."),
+          nwp_max_lead_h: int = typer.Option(240, "--nwp-max-lead-h", help="Longest NWP lead in hours "
+                                             "(a multiple of 6, at most 720)."),
           obs: str = typer.Option("synop,temp,amdar,gnssro,mwts", "--obs",
                                   help="Observation types to write, comma separated ('' for none)."),
           config: Path | None = config_option()) -> None:
@@ -44,6 +48,7 @@ def build(out: Path = typer.Option(None, "--out", "-o", help="World folder (defa
     n_days = days if days is not None else max(1, math.ceil(cfg.world.days))
     spec = WorldSpec(start=parse_start(start or cfg.world.start), days=n_days, grid=grid or cfg.grid,
                      seed=cfg.world.seed if seed is None else seed, with_nwp=not no_nwp,
+                     nwp_every_h=nwp_every_h, nwp_max_lead_h=nwp_max_lead_h,
                      obs_types=tuple(t.strip() for t in obs.split(",") if t.strip()))
     with Progress(TextColumn("[bold]world[/bold]"), BarColumn(), TextColumn("{task.completed}/{task.total} days"),
                   TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn(),
