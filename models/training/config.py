@@ -105,6 +105,8 @@ class TrainConfig(_M):
     seed: int = 0
     train_period: Period
     """Times used for training (the test period must be disjoint)."""
+    state_cache_gib: float = Field(4.0, ge=0)
+    """Memory for reanalysis states kept after first read (a year at 2.8125deg is ~3 GiB: all of it)."""
     obs_groups: list[str] = Field(default_factory=lambda: ["surface", "upper_air", "gnssro", "radiance"])
     insitu_groups: list[str] = Field(default_factory=lambda: ["surface", "upper_air"])
     """Groups whose channels observe state channels directly (used by L_obs)."""

@@ -214,7 +214,8 @@ def load_training_state(path: Path, model: torch.nn.Module, opt: torch.optim.Opt
 # The loop
 # ---------------------------------------------------------------------------------------------
 
-LossFn = Callable[[torch.nn.Module, Sequence[int], int], tuple[torch.Tensor, dict[str, float]]]
+LossFn = Callable[[torch.nn.Module, Any, int], tuple[torch.Tensor, dict[str, float]]]
+LoadFn = Callable[[Sequence[int], int], Any]
 
 
 @dataclass
@@ -242,11 +243,17 @@ def sample_order(n_samples: int, total_steps: int, batch_size: int, seed: int) -
 
 def train(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, cfg: OptimConfig, out: Path,
           stage: str, info: DistInfo | None = None, resume: bool = True, progress: bool = True,
-          stop_after: int | None = None) -> StageResult:
-    """Run (or resume) one stage; ``loss_fn(model, sample_indices, step)`` returns (loss, metrics).
+          stop_after: int | None = None, load_fn: LoadFn | None = None) -> StageResult:
+    """Run (or resume) one stage; ``loss_fn(model, batch, step)`` returns (loss, metrics).
 
-    ``stop_after`` ends the process-local run early after that many steps (for tests of resuming).
+    With ``load_fn(sample_indices, step)`` the batch is what it returns, read in a
+    thread one step ahead so that reading the stores overlaps the previous step's
+    compute (it must depend only on its arguments); without it the batch is the
+    list of sample indices. ``stop_after`` ends the process-local run early after
+    that many steps (for tests of resuming).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     info = info or init_distributed()
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
@@ -270,33 +277,42 @@ def train(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, cfg: OptimCon
     bar = tqdm(total=cfg.total_steps, initial=start, desc=stage, disable=not (progress and info.is_main),
                dynamic_ncols=True)
     model.train()
-    for step, batch in enumerate(batches):
-        if step < start:
-            continue
-        if stop_after is not None and done >= stop_after:
-            break
-        for g in opt.param_groups:
-            g["lr"] = cfg.lr * lr_factor(step, cfg)
-        shard = batch[info.rank::info.world_size]
-        opt.zero_grad(set_to_none=True)
-        loss, m = loss_fn(model, shard, step)
-        if not torch.isfinite(loss):
-            raise FuxiopsError(f"{stage}: loss became non-finite at step {step}; lower the learning rate")
-        loss.backward()
-        average_gradients(model, info)
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        done += 1
-        last = {"loss": float(loss.detach()), "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"], **m}
-        if info.is_main and (step % cfg.log_every == 0 or step == cfg.total_steps - 1):
-            _append_metrics(metrics_path, {"step": step, **last})
-        bar.update(1)
-        bar.set_postfix(loss=f"{last['loss']:.4f}")
-        if (step + 1) % cfg.checkpoint_every == 0 or step == cfg.total_steps - 1:
-            if info.is_main:
-                save_training_state(state_dir, model, opt, step + 1, {"stage": stage, "config": asdict(cfg)})
-            if info.world_size > 1:
-                dist.barrier()
+    plan = [(step, batch[info.rank::info.world_size]) for step, batch in enumerate(batches) if step >= start]
+    if stop_after is not None:
+        plan = plan[:stop_after]
+    reader = ThreadPoolExecutor(1, thread_name_prefix=f"{stage}-data") if load_fn else None
+    ahead = reader.submit(load_fn, plan[0][1], plan[0][0]) if reader and plan else None
+    try:
+        for j, (step, shard) in enumerate(plan):
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr * lr_factor(step, cfg)
+            opt.zero_grad(set_to_none=True)
+            if reader and ahead is not None:
+                batch_data = ahead.result()
+                ahead = reader.submit(load_fn, plan[j + 1][1], plan[j + 1][0]) if j + 1 < len(plan) else None
+            else:
+                batch_data = shard
+            loss, m = loss_fn(model, batch_data, step)
+            if not torch.isfinite(loss):
+                raise FuxiopsError(f"{stage}: loss became non-finite at step {step}; lower the learning rate")
+            loss.backward()
+            average_gradients(model, info)
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            done += 1
+            last = {"loss": float(loss.detach()), "grad_norm": float(gnorm), "lr": opt.param_groups[0]["lr"], **m}
+            if info.is_main and (step % cfg.log_every == 0 or step == cfg.total_steps - 1):
+                _append_metrics(metrics_path, {"step": step, **last})
+            bar.update(1)
+            bar.set_postfix(loss=f"{last['loss']:.4f}")
+            if (step + 1) % cfg.checkpoint_every == 0 or step == cfg.total_steps - 1:
+                if info.is_main:
+                    save_training_state(state_dir, model, opt, step + 1, {"stage": stage, "config": asdict(cfg)})
+                if info.world_size > 1:
+                    dist.barrier()
+    finally:
+        if reader:
+            reader.shutdown(cancel_futures=True)
     bar.close()
     wall = time.perf_counter() - t0
     sps = done * cfg.batch_size * info.world_size / wall if wall > 0 else 0.0

@@ -62,7 +62,9 @@ class TrainingData:
         start, end = np.datetime64(cfg.train_period.start, "ns"), np.datetime64(cfg.train_period.end, "ns")
         if end <= start:
             raise DataError(f"train_period ends ({end}) before it starts ({start})")
-        self.reanalysis = StateSeries(ds, self.channels)
+        per_state = 4 * len(self.channels) * self.grid.shape[0] * self.grid.shape[1]
+        self.reanalysis = StateSeries(ds, self.channels, cache_size=max(8, int(cfg.state_cache_gib * 2**30
+                                                                                   // per_state)))
         self.times = [t for t in self.reanalysis.times if start <= t <= end]
         if not self.times:
             raise DataError(f"no reanalysis time in the training period {start} .. {end}")
@@ -209,16 +211,19 @@ def train_forecaster(cfg: TrainConfig, info: DistInfo | None = None, progress: b
     wlat = lat_weights_tensor(data.grid.lat_weights)
     fc_n = len(data.channels)
 
-    def loss_fn(model: torch.nn.Module, idx: Sequence[int], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def load(idx: Sequence[int], step: int) -> dict[str, torch.Tensor]:
         ts = [samples[i] for i in idx]
-        x = _t(np.stack([rean.stack([t - H6, t]) for t in ts]))
-        y = _t(np.stack([rean.at(t + H6) for t in ts]))
-        pred = model(x, _clock([t + H6 for t in ts]))
-        return lat_weighted_l1(pred[:, :fc_n], y, std, wlat), {}
+        return {"x": _t(np.stack([rean.stack([t - H6, t]) for t in ts])),
+                "y": _t(np.stack([rean.at(t + H6) for t in ts])), "clock": _clock([t + H6 for t in ts])}
+
+    def loss_fn(model: torch.nn.Module, b: dict[str, torch.Tensor], step: int
+                ) -> tuple[torch.Tensor, dict[str, float]]:
+        pred = model(b["x"], b["clock"])
+        return lat_weighted_l1(pred[:, :fc_n], b["y"], std, wlat), {}
 
     out = _stage_dir(cfg, "forecaster")
     result = train(module, loss_fn, len(samples), cfg.forecaster.engine(cfg.seed), out, "forecaster", info,
-                   progress=progress, stop_after=stop_after)
+                   progress=progress, stop_after=stop_after, load_fn=load)
     if info.is_main and result.steps >= cfg.forecaster.total_steps:
         fc.module.eval()
         fc.save(out / "forecaster", training=_provenance(cfg, data, "forecaster", result))
@@ -273,22 +278,25 @@ def train_assimilator(cfg: TrainConfig, info: DistInfo | None = None, progress: 
     wlat = lat_weights_tensor(data.grid.lat_weights)
     st = cfg.assimilator
 
-    def loss_fn(model: torch.nn.Module, idx: Sequence[int], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def load(idx: Sequence[int], step: int) -> dict[str, Any]:
         pairs = [samples[i] for i in idx]
         ts = [t for t, _ in pairs]
         sim = [_use_sim(cfg.seed, step, i, st.sim_fraction) for i in idx]
-        bg = _t(np.stack([pool.background(t, lead) for t, lead in pairs]))
-        label = _t(np.stack([data.reanalysis.at(t) for t in ts]))
         obs, present = _obs_tensors(data, groups, ts, sim)
-        ana = model(bg, obs, present, _clock(ts))
-        l_state = lat_weighted_l1(ana, label, std, wlat)
-        l_obs = obs_loss(ana, obs, targets, std, wlat, weights) if st.obs_weight > 0 else ana.new_zeros(())
+        return {"bg": _t(np.stack([pool.background(t, lead) for t, lead in pairs])),
+                "label": _t(np.stack([data.reanalysis.at(t) for t in ts])), "obs": obs, "present": present,
+                "clock": _clock(ts)}
+
+    def loss_fn(model: torch.nn.Module, b: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        ana = model(b["bg"], b["obs"], b["present"], b["clock"])
+        l_state = lat_weighted_l1(ana, b["label"], std, wlat)
+        l_obs = obs_loss(ana, b["obs"], targets, std, wlat, weights) if st.obs_weight > 0 else ana.new_zeros(())
         return l_state + st.obs_weight * l_obs, {"loss_state": float(l_state.detach()),
                                                     "loss_obs": float(l_obs.detach())}
 
     out = _stage_dir(cfg, "assimilator")
     result = train(module, loss_fn, len(samples), st.engine(cfg.seed), out, "assimilator", info,
-                   progress=progress, stop_after=stop_after)
+                   progress=progress, stop_after=stop_after, load_fn=load)
     if info.is_main and result.steps >= st.total_steps:
         asm.module.eval()
         asm.save(out / "assimilator", training=_provenance(cfg, data, "assimilator", result))
@@ -341,19 +349,28 @@ def train_unroll(cfg: TrainConfig, info: DistInfo | None = None, progress: bool 
     std = fc.module.std
     wlat = lat_weights_tensor(data.grid.lat_weights)
 
-    def loss_fn(model: torch.nn.Module, idx: Sequence[int], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def load(idx: Sequence[int], step: int) -> dict[str, Any]:
         t0s = [samples[i] for i in idx]
-        b = _t(np.stack([pool.forecast(t - _hours(lead), lead) for t in t0s]))  # background at t0
-        # The state at t0-6 h from the same offline forecast (lead - 6; 0 is the NWP's own analysis).
-        prev = _t(np.stack([pool.forecast(t - _hours(lead), lead - 6) for t in t0s]))
-        total = b.new_zeros(())
-        l_states, l_obses = [], []
+        cycles = []
         for c in range(k):
             ts = [t + _hours(6 * c) for t in t0s]
             sim = [_use_sim(cfg.seed, step, i * 16 + c, st.sim_fraction) for i in idx]
             obs, present = _obs_tensors(data, groups, ts, sim)
-            label = _t(np.stack([data.reanalysis.at(t) for t in ts]))
-            ana = model.assimilator(b, obs, present, _clock(ts))
+            cycles.append({"obs": obs, "present": present, "clock": _clock(ts), "next_clock": _clock(
+                [t + H6 for t in ts]), "label": _t(np.stack([data.reanalysis.at(t) for t in ts]))})
+        # The background at t0 and the state at t0-6 h from the same offline forecast
+        # (lead - 6; 0 is the NWP's own analysis).
+        return {"bg": _t(np.stack([pool.forecast(t - _hours(lead), lead) for t in t0s])),
+                "prev": _t(np.stack([pool.forecast(t - _hours(lead), lead - 6) for t in t0s])), "cycles": cycles,
+                "final_label": _t(np.stack([data.reanalysis.at(t + _hours(6 * k)) for t in t0s]))}
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        b, prev = batch["bg"], batch["prev"]
+        total = b.new_zeros(())
+        l_states, l_obses = [], []
+        for c, cyc in enumerate(batch["cycles"]):
+            obs, label = cyc["obs"], cyc["label"]
+            ana = model.assimilator(b, obs, cyc["present"], cyc["clock"])
             ls = lat_weighted_l1(ana, label, std, wlat)
             lo = obs_loss(ana, obs, targets, std, wlat, weights) if st.obs_weight > 0 else ana.new_zeros(())
             # The background of this cycle is scored too (it is the previous forecast).
@@ -363,17 +380,15 @@ def train_unroll(cfg: TrainConfig, info: DistInfo | None = None, progress: bool 
             total = total + ls + st.obs_weight * lo + lsb + st.obs_weight * lob
             l_states.append(float(ls.detach()))
             l_obses.append(float(lo.detach()))
-            nxt = [t + H6 for t in ts]
-            fcst = model.forecast(torch.stack([prev, ana], dim=1), _clock(nxt))[:, :n_state]
+            fcst = model.forecast(torch.stack([prev, ana], dim=1), cyc["next_clock"])[:, :n_state]
             prev, b = ana, fcst
         # Final background scored against the reanalysis.
-        final_label = _t(np.stack([data.reanalysis.at(t + _hours(6 * k)) for t in t0s]))
-        total = total + lat_weighted_l1(b, final_label, std, wlat)
+        total = total + lat_weighted_l1(b, batch["final_label"], std, wlat)
         return total / (2 * k), {"loss_state": float(np.mean(l_states)), "loss_obs": float(np.mean(l_obses))}
 
     out = _stage_dir(cfg, "unroll")
     result = train(system, loss_fn, len(samples), st.engine(cfg.seed), out, "unroll", info,
-                   progress=progress, stop_after=stop_after)
+                   progress=progress, stop_after=stop_after, load_fn=load)
     if info.is_main and result.steps >= st.total_steps:
         system.eval()
         fc.save(out / "forecaster", training=_provenance(cfg, data, "unroll", result, fc.training))
@@ -408,25 +423,27 @@ def train_finetune(cfg: TrainConfig, info: DistInfo | None = None, progress: boo
     wlat = lat_weights_tensor(data.grid.lat_weights)
     n_state = len(data.channels)
 
-    def loss_fn(model: torch.nn.Module, idx: Sequence[int], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+    def load(idx: Sequence[int], step: int) -> dict[str, Any]:
         ts = [samples[i] for i in idx]
-        steps = rollout_steps(step, st.total_steps, n)
-        prev = _t(np.stack([rean.at(t - H6) for t in ts]))
-        cur = _t(np.stack([rean.at(t) for t in ts]))
+        valid = [[t + _hours(6 * s) for t in ts] for s in range(1, rollout_steps(step, st.total_steps, n) + 1)]
+        return {"prev": _t(np.stack([rean.at(t - H6) for t in ts])), "cur": _t(np.stack([rean.at(t) for t in ts])),
+                "clocks": [_clock(v) for v in valid], "labels": [_t(rean.stack(v)) for v in valid]}
+
+    def loss_fn(model: torch.nn.Module, b: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        prev, cur = b["prev"], b["cur"]
         total = cur.new_zeros(())
-        for s in range(1, steps + 1):
-            valid = [t + _hours(6 * s) for t in ts]
+        for clock, label in zip(b["clocks"], b["labels"]):
             x = torch.stack([prev, cur], dim=1)
-            clock = _clock(valid)
             out = checkpoint(model, x, clock, use_reentrant=False) if st.checkpointing else model(x, clock)
             out = out[:, :n_state]
-            total = total + lat_weighted_l1(out, _t(np.stack([rean.at(t) for t in valid])), std, wlat)
+            total = total + lat_weighted_l1(out, label, std, wlat)
             prev, cur = cur, out
+        steps = len(b["labels"])
         return total / steps, {"rollout_steps": float(steps)}
 
     out = _stage_dir(cfg, "finetune")
     result = train(module, loss_fn, len(samples), st.engine(cfg.seed), out, "finetune", info,
-                   progress=progress, stop_after=stop_after)
+                   progress=progress, stop_after=stop_after, load_fn=load)
     if info.is_main and result.steps >= st.total_steps:
         module.eval()
         fc.save(out / "forecaster", training=_provenance(cfg, data, "finetune", result, fc.training))
