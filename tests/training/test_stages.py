@@ -53,6 +53,23 @@ def test_four_stages_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
         assert (tmp_path / "run" / stage / "metrics.csv").exists()
         assert (tmp_path / "run" / stage / "loss.png").exists()
 
+    # Shipping copies the final checkpoints with the campaign and a readable training record.
+    import yaml
+    from typer.testing import CliRunner
+
+    from fuxiops.models.training.cli import app
+
+    campaign = tmp_path / "campaign.yaml"
+    campaign.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    res = CliRunner().invoke(app, ["ship", "--config", str(campaign), "--to", str(tmp_path / "ship")])
+    assert res.exit_code == 0, res.output
+    shipped = TorchForecaster.load(tmp_path / "ship" / "forecaster")
+    assert shipped.training["stages"].keys() == fc4.training["stages"].keys()
+    assert not (tmp_path / "ship" / "forecaster" / "training_state").exists()
+    record = (tmp_path / "ship" / "training_record.md").read_text()
+    assert "| finetune | 3 |" in record and "| assimilator | 3 |" in record
+    assert (tmp_path / "ship" / "campaign.yaml").read_text() == campaign.read_text()
+
 
 def test_obs_loss_is_zero_at_perfect_state_and_counts_only_observed_cells() -> None:
     state = torch.zeros(1, 2, 4, 8)
