@@ -132,6 +132,7 @@ def main() -> None:
     ap.add_argument("--work", default=str(Path("~/.cache/fuxiops/bench_compress_trained").expanduser()),
                     help="Scratch folder (checkpoints, ONNX files, stage results); stages found there are reused.")
     ap.add_argument("--student-steps", type=int, default=40)
+    ap.add_argument("--student-seeds", type=int, default=1, help="Trainings of each KD method (seeds 0..N-1).")
     ap.add_argument("--final-steps", type=int, default=40, help="Dynamic-KD steps of the pruned network.")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--budgets", default="0.7,0.6,0.45,0.35")
@@ -181,29 +182,34 @@ def main() -> None:
     memo: dict[Any, Any] = {}
     timings: dict[str, float] = {}
 
-    def train_cfg(steps: int, lr: float) -> Any:
+    def train_cfg(steps: int, lr: float, seed: int = 0) -> Any:
         return TrainConfig(steps=steps, lr=lr, warmup=max(1, steps // 10), checkpoint_every=max(1, steps),
-                           seed=0)
+                           seed=seed)
 
     # ---- distilled students ----------------------------------------------------------------------
+    # Every method trains the same student from the same initial weights on the same batches; with
+    # --student-seeds N it does so N times (initial weights and batch order from the seed), so that
+    # the KD comparison can be told apart from seed noise.
     t0 = time.perf_counter()
-    for method in ("none", "mse", "cwd", "dynamic"):
-        name = f"student-{method}"
-        ck = work / f"{name}.ckpt"
-        if not (ck / "metadata.json").exists():
-            if "students" not in stages:
-                continue
-            log(f"training {name} ({args.student_steps} steps)")
-            st = build_student(teacher, s_arch, seed=1)
-            st.preset = "small-student"
-            t1 = time.perf_counter()
-            rep = distill_checkpoint(None, ck, train, student=st, teacher=teacher if method != "none" else None,
-                                     kd=KDConfig(method=method, tau=1.0, kd_weight=1.0),  # type: ignore[arg-type]
-                                     train=train_cfg(args.student_steps, args.lr), batch=2,
-                                     state_dir=work / name, progress=False, teacher_memo=memo)
-            log(f"{name}: {time.perf_counter() - t1:.0f}s, final {rep['final_loss']}")
-        models[name] = TorchForecaster.load(ck)
-        info[name] = {"kind": "distilled", "method": method, "steps": args.student_steps}
+    for seed in range(args.student_seeds):
+        for method in ("none", "mse", "cwd", "dynamic"):
+            name = f"student-{method}" + (f"-s{seed}" if seed else "")
+            ck = work / f"{name}.ckpt"
+            if not (ck / "metadata.json").exists():
+                if "students" not in stages:
+                    continue
+                log(f"training {name} ({args.student_steps} steps)")
+                st = build_student(teacher, s_arch, seed=1 + seed)
+                st.preset = "small-student"
+                t1 = time.perf_counter()
+                rep = distill_checkpoint(None, ck, train, student=st,
+                                         teacher=teacher if method != "none" else None,
+                                         kd=KDConfig(method=method, tau=1.0, kd_weight=1.0),  # type: ignore[arg-type]
+                                         train=train_cfg(args.student_steps, args.lr, seed), batch=2,
+                                         state_dir=work / name, progress=False, teacher_memo=memo)
+                log(f"{name}: {time.perf_counter() - t1:.0f}s, final {rep['final_loss']}")
+            models[name] = TorchForecaster.load(ck)
+            info[name] = {"kind": "distilled", "method": method, "steps": args.student_steps, "seed": seed}
     timings["students_s"] = time.perf_counter() - t0
 
     # ---- pruning ---------------------------------------------------------------------------------
@@ -496,13 +502,18 @@ def write_outputs(args: argparse.Namespace, info: dict, names: list[str], prunin
         sk, tk = info[n]["skill"]["rmse"], t["skill"]["rmse"]
         return float(np.mean([sk[c][d] / tk[c][d] for c in heads if c in sk for d in days]))
 
-    kd = {m: mean_ratio(f"student-{m}") for m in ("none", "mse", "cwd", "dynamic") if f"student-{m}" in info}
-    if kd:
+    per_seed = {m: [mean_ratio(n) for n in names if info[n].get("kind") == "distilled"
+                    and info[n].get("method") == m] for m in ("none", "mse", "cwd", "dynamic")}
+    kd = {m: float(np.mean(v)) for m, v in per_seed.items() if v}
+    if len(kd) == 4:
         met = kd["dynamic"] < kd["none"] and kd["dynamic"] < kd["mse"]
+        n_seeds = len(per_seed["dynamic"])
+        spread = "" if n_seeds < 2 else "; per seed: " + ", ".join(
+            f"{m} [{' '.join(f'{x:.3f}' for x in v)}]" for m, v in per_seed.items())
         verdicts.append(("entropy-corrected KD beats no-KD and plain (output-MSE) KD at equal student size",
                          "MET" if met else "MISSED",
-                         "mean RMSE / teacher RMSE over the 5 headline channels and all lead days: " +
-                         ", ".join(f"{m} {v:.3f}" for m, v in kd.items())))
+                         f"mean RMSE / teacher RMSE over the 5 headline channels and all lead days "
+                         f"({n_seeds} seed(s) each): " + ", ".join(f"{m} {v:.3f}" for m, v in kd.items()) + spread))
     rows_p = pruning.get("rows", {})
 
     def perr(method: str, b: float, key: str = "test_error_vs_teacher") -> float:
