@@ -6,12 +6,13 @@ training data layer) and reports samples per second per stage, side by side
 with the forecaster's inference rate on the same machine (the ceiling a
 training step, forward + backward, is compared against).
 
-    python bench/train_throughput.py --preset small --grid 2.8125deg --steps 6
+    python bench/train_throughput.py --preset small --grid 2.8125deg --steps 30 --batch 2
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -30,12 +31,21 @@ from fuxiops.models.training.stages import STAGE_FUNCTIONS, STAGES, prepare_norm
 from fuxiops.models.training.synthetic import build_synthetic_world  # noqa: E402
 
 
+def _lane(data: dict) -> float:
+    torch.set_num_threads(1)
+    cfg = TrainConfig(**data)
+    STAGE_FUNCTIONS["forecaster"](cfg, progress=False)
+    return float(json.loads((cfg.out_path / "forecaster" / "metrics.json").read_text())["samples_per_second"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="small")
     ap.add_argument("--grid", default="2.8125deg")
     ap.add_argument("--steps", type=int, default=6, help="training steps per stage (the first is warm-up)")
     ap.add_argument("--batch", type=int, default=1)
+    ap.add_argument("--lanes", type=int, default=2, help="also train stage 1 in this many single-thread "
+                    "processes at once (0 or 1: skip)")
     ap.add_argument("--name", default="train_throughput")
     args = ap.parse_args()
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -57,8 +67,28 @@ def main() -> None:
             STAGE_FUNCTIONS[stage](cfg, progress=False)
             wall = time.perf_counter() - t0
             samples = args.steps * args.batch
-            result["stages"][stage] = {"steps": args.steps, "wall_s": wall, "samples_per_s": samples / wall}
-            rows.append([stage, args.steps, f"{wall:.1f}", f"{samples / wall:.3f}"])
+            loop = json.loads((Path(tmp) / "run" / stage / "metrics.json").read_text())
+            result["stages"][stage] = {"steps": args.steps, "wall_s": wall, "samples_per_s": samples / wall,
+                                       "loop_samples_per_s": loop["samples_per_second"]}
+            rows.append([stage, args.steps, f"{wall:.1f}", f"{samples / wall:.3f}",
+                         f"{loop['samples_per_second']:.3f}"])
+        if args.lanes > 1:
+            # The peer of one process using every core: `lanes` single-thread processes training
+            # stage 1 side by side (how bench/training_claims.py --jobs trains independent stages).
+            from concurrent.futures import ProcessPoolExecutor
+            from multiprocessing import get_context
+
+            data = cfg.model_dump(mode="json")
+            t0 = time.perf_counter()
+            with ProcessPoolExecutor(args.lanes, mp_context=get_context("spawn")) as pool:
+                rates = list(pool.map(_lane, [{**data, "out": str(Path(tmp) / f"lane{i}")}
+                                              for i in range(args.lanes)]))
+            wall = time.perf_counter() - t0
+            agg = float(sum(rates))
+            result["lanes"] = {"n": args.lanes, "threads_each": 1, "loop_samples_per_s_each": rates,
+                               "aggregate_loop_samples_per_s": agg, "wall_s": wall}
+            rows.append([f"forecaster, {args.lanes} single-thread processes", args.steps, f"{wall:.1f}",
+                         f"{args.lanes * args.steps * args.batch / wall:.3f}", f"{agg:.3f} (sum)"])
         fc = TorchForecaster.load(Path(tmp) / "run" / "forecaster" / "forecaster")
         x = np.zeros((2, len(fc.coords.variables.state_channels), *grid.shape), np.float32)
         fc.step(x, np.datetime64("2023-01-01T00"))
@@ -69,11 +99,13 @@ def main() -> None:
             times.append(time.perf_counter() - t0)
         inf = 1.0 / float(np.median(times))
         result["inference_samples_per_s"] = inf
-        rows.append(["(inference, forward only)", 3, f"{np.median(times):.2f} per step", f"{inf:.3f}"])
+        rows.append(["(inference, forward only)", 3, f"{np.median(times):.2f} per step", f"{inf:.3f}", "-"])
     result["note"] = ("stage wall time includes the stage's set-up (model build, data open, normalisation, "
-                      "checkpoint writes): samples/s is a lower bound on the steady training rate")
+                      "checkpoint writes): samples/s is a lower bound on the steady training rate; the loop "
+                      "rate is the engine's (first step included)")
     path = write_result(args.name, result)
-    table = markdown_table(["stage", "steps", "wall incl. set-up (s)", "samples/s"], rows)
+    table = markdown_table(["stage", "steps", "wall incl. set-up (s)", "samples/s", "samples/s of the loop"],
+                           rows)
     (path.parent / f"{args.name}.md").write_text(
         f"# {args.name}\n\n{args.preset} at {args.grid}, batch {args.batch}, {machine_facts()['cores']} cores; "
         f"{result['note']}.\n\n{table}\n")
