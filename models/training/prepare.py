@@ -129,8 +129,7 @@ class _GriddedStore:
 
     def write(self, i: int, ds: xr.Dataset) -> None:
         region = {"time": slice(i, i + 1)}
-        block = ds.drop_vars([c for c in ds.coords if c != "time"]).expand_dims(time=[self.cycles[i].to_datetime64()])
-        block = block.drop_vars("time")
+        block = ds.drop_vars(list(ds.coords)).expand_dims("time")  # coordinates are in the store already
         block.astype(np.float32).to_zarr(self.path, region=region)
         xr.Dataset({"present": (("time",), np.ones(1, np.int8))}).to_zarr(self.path, region=region)
         self.present[i] = True
@@ -143,8 +142,8 @@ def grid_world_observations(cfg: TrainConfig, norm: NormStats, progress: bool = 
     Streams cycle by cycle into stores created up front (bounded memory for a
     year of cycles), resumes where an interrupted run stopped, and decodes
     ``workers`` cycles in parallel processes. Failed files are counted per
-    cycle in ``training/prepare_report.json``; a cycle with no usable file is
-    left absent and the stages skip it. ``stop_after`` stops after that many
+    cycle in ``training/prepare_report.json`` (the cycle keeps what decoded); a
+    cycle without any observation file is left absent and the stages skip it. ``stop_after`` stops after that many
     new cycles (used to test resuming).
     """
     from concurrent.futures import ProcessPoolExecutor

@@ -13,7 +13,9 @@ import xarray as xr
 
 from fuxiops.models.training.config import TrainConfig
 from fuxiops.models.training.data import open_gridded
-from fuxiops.models.training.prepare import _deployment, _grid_cycle, cycle_files, prepare_campaign
+from fuxiops.models.training.prepare import (_deployment, _grid_cycle, cycle_files, grid_world_observations,
+                                             prepare_campaign)
+from fuxiops.models.training.stages import prepare_normalisation
 from fuxiops.pipeline.world.build import WorldSpec, build_world, parse_start
 from fuxiops.pipeline.world.model import CoreConfig
 
@@ -39,9 +41,6 @@ def _copy_world(src: Path, dst: Path) -> Path:
 def test_streamed_prepare_resumes_and_matches_direct_ingest(obs_world: Path, tmp_path: Path) -> None:
     world = _copy_world(obs_world, tmp_path / "w1")
     cfg = _cfg(world, tmp_path)
-    from fuxiops.models.training.prepare import grid_world_observations
-    from fuxiops.models.training.stages import prepare_normalisation
-
     norm = prepare_normalisation(cfg)
     assert grid_world_observations(cfg, norm, progress=False, stop_after=2) == {"raw": 2}
     part = open_gridded(world / "training" / "gridded_raw.zarr")
