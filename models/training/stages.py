@@ -111,11 +111,26 @@ class TrainingData:
                         "`fuxiops train prepare` first")
 
     def obs_at(self, t: np.datetime64, simulated: bool) -> dict[str, np.ndarray]:
-        src = self.obs["sim" if simulated else "raw"] or self.obs["raw"]
+        src = self.obs["sim" if simulated else "raw"]
         return {} if src is None else {g: a for g, a in src.at(t).items() if g in self.cfg.obs_groups}
 
-    def has_obs(self, t: np.datetime64) -> bool:
-        return any(o is not None and o.has(t) for o in self.obs.values())
+    @staticmethod
+    def obs_kinds(sim_fraction: float) -> tuple[str, ...]:
+        """The gridded stores a stage draws from, given its share of simulated observations."""
+        return ("raw",) if sim_fraction <= 0 else ("sim",) if sim_fraction >= 1 else ("raw", "sim")
+
+    def require_obs(self, sim_fraction: float, stage: str) -> tuple[str, ...]:
+        """The stores a stage needs, checked to exist (a missing one is an error, never a silent swap)."""
+        kinds = self.obs_kinds(sim_fraction)
+        missing = [k for k in kinds if self.obs[k] is None]
+        if missing:
+            raise DataError(f"{stage} (sim_fraction {sim_fraction}) needs gridded_{missing[0]}.zarr under "
+                            f"{self.cfg.world_path / 'training'}: run `fuxiops train prepare` first")
+        return kinds
+
+    def has_obs(self, t: np.datetime64, kinds: Sequence[str] = ("raw", "sim")) -> bool:
+        """Whether every store of ``kinds`` holds cycle ``t`` (a prepare may still be filling them)."""
+        return all(self.obs[k] is not None and self.obs[k].has(t) for k in kinds)
 
     def insitu(self) -> tuple[list[Any], list[float]]:
         src = self.obs["raw"] or self.obs["sim"]
@@ -270,7 +285,8 @@ def train_assimilator(cfg: TrainConfig, info: DistInfo | None = None, progress: 
                                  data.static(), seed=cfg.seed + 1)
     module = asm.module.train()
     pool = data.pool
-    samples = [(t, lead) for t in data.times if data.has_obs(t) for lead in pool.leads_valid_at(t)]
+    kinds = data.require_obs(cfg.assimilator.sim_fraction, "assimilator")
+    samples = [(t, lead) for t in data.times if data.has_obs(t, kinds) for lead in pool.leads_valid_at(t)]
     if not samples:
         raise DataError("no (time, background lead) pair with observations in the training period")
     targets, weights = data.insitu()
@@ -335,11 +351,12 @@ def train_unroll(cfg: TrainConfig, info: DistInfo | None = None, progress: bool 
     k = st.cycles
     lead = st.warm_lead
     n_state = len(data.channels)
+    kinds = data.require_obs(st.sim_fraction, "unroll")
 
     def usable(t0: np.datetime64) -> bool:
         chain = [t0 + _hours(6 * i) for i in range(k + 1)]
         return pool.has_init(t0 - _hours(lead)) and data.reanalysis.has(chain[-1]) and \
-            all(data.reanalysis.has(t) and data.has_obs(t) for t in chain[:-1])
+            all(data.reanalysis.has(t) and data.has_obs(t, kinds) for t in chain[:-1])
 
     samples = [t for t in data.times if usable(t)]
     if not samples:

@@ -99,3 +99,22 @@ def test_bad_training_config(tmp_path: Path) -> None:
     p.write_text("world: w\nout: o\ntrain_period: {start: 2023-01-01, end: 2023-02-01}\nforecaster: {lr: -1}\n")
     with pytest.raises(ConfigError, match="forecaster.lr"):
         load_train_config(p)
+
+
+def test_missing_simulated_store_is_an_error_not_a_swap(tiny_world: Path, tmp_path: Path) -> None:
+    """A stage that draws simulated observations refuses to start without them (it never falls back to raw)."""
+    import shutil
+
+    from fuxiops.errors import DataError
+    from fuxiops.models.training.stages import TrainingData
+
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world, world, ignore=shutil.ignore_patterns("gridded_sim.zarr"))
+    cfg = _cfg(world, tmp_path / "run")
+    with pytest.raises(DataError, match="gridded_sim.zarr"):
+        train_assimilator(cfg, progress=False)
+    data = TrainingData(cfg)
+    assert data.require_obs(0.0, "assimilator") == ("raw",)
+    t = data.times[0]
+    assert data.has_obs(t, ("raw",)) and not data.has_obs(t, ("raw", "sim"))
+    assert data.obs_at(t, simulated=True) == {}
