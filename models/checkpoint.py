@@ -18,6 +18,7 @@ import json
 import os
 import shutil
 import tempfile
+from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -166,7 +167,7 @@ def load_into(module: Any, state: dict[str, Any], where: str) -> None:
     module.load_state_dict(state, strict=True)
 
 
-class TorchCheckpointed:
+class TorchCheckpointed(ABC):
     """What the torch forecaster and assimilator share: provenance, checkpoint writing and the common
     checks of reading one back (kind, runtime, the static fields in the weights)."""
 
@@ -178,8 +179,9 @@ class TorchCheckpointed:
     device: Any
     module: Any
 
+    @abstractmethod
     def metadata(self, training: dict[str, Any] | None = None) -> "CheckpointMeta":
-        raise NotImplementedError
+        """The checkpoint metadata of this network (kind-specific: architecture, channels, ...)."""
 
     def provenance(self) -> dict[str, Any]:
         return {"name": self.name, "runtime": "torch", "preset": self.preset, "checkpoint": self.checkpoint,

@@ -181,13 +181,6 @@ def grid_world_observations(cfg: TrainConfig, norm: NormStats, progress: bool = 
                 report_path.write_text(json.dumps(report))
             store = _GriddedStore(out / f"gridded_{kind}.zarr", cycles, _prepare_key(cycles, stats))
             todo = [i for i in files if not store.present[i]]
-            if not store.exists:
-                i0 = todo.pop(0)
-                ds0, info = _grid_cycle(files[i0], cycles[i0], dep, stats)
-                store.create(ds0, stats)
-                store.write(i0, ds0)
-                report.setdefault(kind, {})[str(cycles[i0])] = info
-                new += 1
             if stop_after is not None:
                 todo = todo[:max(0, stop_after - new)]
             submit = (lambda i: pool.submit(_grid_cycle, files[i], cycles[i], dep, stats)) if pool else None
@@ -200,6 +193,8 @@ def grid_world_observations(cfg: TrainConfig, norm: NormStats, progress: bool = 
                         pending[todo[k + ahead]] = submit(todo[k + ahead])
                 else:
                     ds, info = _grid_cycle(files[i], cycles[i], dep, stats)
+                if not store.exists:  # the first cycle written gives the store its layout
+                    store.create(ds, stats)
                 store.write(i, ds)
                 report.setdefault(kind, {})[str(cycles[i])] = info
                 new += 1
