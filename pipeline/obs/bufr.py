@@ -285,6 +285,48 @@ class Message:
             return default
 
     # -- values --------------------------------------------------------------
+    def _layout(self, key: str) -> tuple[np.ndarray, np.ndarray]:
+        """Where ``key`` sits in an uncompressed multi-subset message: the 0-based positions of its
+        occurrences in ecCodes' flat array, subset after subset, and the count per subset (cached per
+        key, so that ``values`` and ``first`` index whole arrays instead of looping over subsets)."""
+        cache: dict[str, tuple[np.ndarray, np.ndarray]] = self.__dict__.setdefault("_layouts", {})
+        if key not in cache:
+            ranks = self._ranks
+            counts = np.fromiter((len(s.get(key, ())) for s in ranks), np.int64, len(ranks))
+            flat = np.fromiter((r for s in ranks for r in s.get(key, ())), np.int64, int(counts.sum()))
+            cache[key] = (flat - 1, counts)
+        return cache[key]
+
+    def _compressed_matrix(self, key: str, strings: bool) -> np.ndarray | None:
+        """(subset, occurrence) values of ``key`` in a compressed message."""
+        rs = self._ranks[0].get(key)
+        if not rs:
+            return None
+        cols = []
+        for r in rs:
+            a = self._get(f"#{r}#{key}", strings)
+            if a is None:
+                return None
+            if a.size == 1:  # compressed with a constant value: ecCodes returns it once
+                a = np.repeat(a, self.n_subsets)
+            elif a.size != self.n_subsets:
+                raise MessageError(f"{key} rank {r}: {a.size} values for {self.n_subsets} subsets")
+            cols.append(self._finish(a, strings))
+        return np.stack(cols, axis=1)
+
+    def _flat(self, key: str, strings: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """An uncompressed multi-subset message's values of ``key`` in subset order, with its layout."""
+        idx, counts = self._layout(key)
+        if not counts.any():
+            return None
+        a = self._get(key, strings)
+        if a is None:
+            return None
+        a = self._finish(a, strings)
+        if idx.size and idx.max() >= a.size:
+            raise MessageError(f"{key}: {a.size} values but the structure names {idx.max() + 1}")
+        return a[idx], counts
+
     def values(self, key: str, *, strings: bool = False) -> list[np.ndarray] | None:
         """All occurrences of element ``key`` in each subset (data section), or None if absent.
 
@@ -298,30 +340,30 @@ class Message:
             if a is None:
                 return None
             return [self._finish(a, strings)]
-        ranks = self._ranks
         if self.compressed:
-            rs = ranks[0].get(key)
-            if not rs:
-                return None
-            cols = []
-            for r in rs:
-                a = self._get(f"#{r}#{key}", strings)
-                if a is None:
-                    return None
-                if a.size == 1:  # compressed with a constant value: ecCodes returns it once
-                    a = np.repeat(a, self.n_subsets)
-                elif a.size != self.n_subsets:
-                    raise MessageError(f"{key} rank {r}: {a.size} values for {self.n_subsets} subsets")
-                cols.append(self._finish(a, strings))
-            mat = np.stack(cols, axis=1)  # (subset, rank)
-            return list(mat)
-        if not any(key in s for s in ranks):
+            mat = self._compressed_matrix(key, strings)
+            return None if mat is None else list(mat)
+        got = self._flat(key, strings)
+        if got is None:
             return None
-        a = self._get(key, strings)
-        if a is None:
+        vals, counts = got
+        return np.split(vals, np.cumsum(counts)[:-1])
+
+    def values_2d(self, key: str, *, strings: bool = False) -> np.ndarray | None:
+        """(subset, occurrence) values of ``key`` when every subset holds it equally often; None when
+        absent or ragged (then ``values`` gives the per-subset arrays)."""
+        if not self.has(key):
             return None
-        a = self._finish(a, strings)
-        return [a[np.asarray(s.get(key, []), dtype=np.int64) - 1] for s in ranks]
+        if self.n_subsets == 1:
+            a = self.values(key, strings=strings)
+            return None if a is None else a[0][None, :]
+        if self.compressed:
+            return self._compressed_matrix(key, strings)
+        _, counts = self._layout(key)
+        if not counts.any() or (counts != counts[0]).any():
+            return None
+        got = self._flat(key, strings)
+        return None if got is None else got[0].reshape(self.n_subsets, int(counts[0]))
 
     def first(self, key: str, *, strings: bool = False) -> np.ndarray | None:
         """The first occurrence of ``key`` per subset (NaN / '' where a subset lacks it)."""
@@ -335,12 +377,20 @@ class Message:
             except Exception:
                 return None
             return np.array([np.nan if (x <= -1.0e99 or x == MISSING_LONG) else x])
-        vals = self.values(key, strings=strings)
-        if vals is None:
+        if not self.has(key):
             return None
-        if strings:
-            return np.array([v[0] if len(v) else "" for v in vals], dtype=object)
-        return np.array([v[0] if len(v) else np.nan for v in vals], dtype=np.float64)
+        if self.compressed:
+            mat = self._compressed_matrix(key, strings)
+            return None if mat is None else mat[:, 0].copy()
+        got = self._flat(key, strings)
+        if got is None:
+            return None
+        vals, counts = got
+        starts = np.cumsum(counts) - counts
+        present = counts > 0
+        out = np.full(self.n_subsets, "" if strings else np.nan, dtype=object if strings else np.float64)
+        out[present] = vals[starts[present]]
+        return out
 
     def first_of(self, keys: Sequence[str], *, strings: bool = False) -> np.ndarray | None:
         """``first`` of the first key of ``keys`` that the message has."""

@@ -16,45 +16,59 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from fuxiops.pipeline.obs.flags import QCFlag, bit_table, is_rejected
+
+
+def _labels(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Integer code per row and the labels of a string column, through Arrow's dictionary encoding
+    (no Python string per row: a cycle holds close to a million rows)."""
+    enc = pc.dictionary_encode(table.column(name).combine_chunks(), null_encoding="encode")
+    codes = enc.indices.to_numpy(zero_copy_only=False).astype(np.int64) if table.num_rows else np.zeros(0, np.int64)
+    return codes, np.asarray(enc.dictionary.to_pylist(), dtype=object)
 
 
 def build_report(table: pa.Table, qc_info: dict[str, Any], *, cycle: str, inputs: Sequence[dict[str, Any]] = (),
                  quarantined: Sequence[dict[str, Any]] = (), skipped: dict[str, int] | None = None,
                  notes: Sequence[str] = (), timings: dict[str, float] | None = None) -> dict[str, Any]:
     """Assemble the report dictionary (JSON-serialisable)."""
-    rt = np.asarray(table.column("report_type").to_pylist(), dtype=object) if table.num_rows else np.array([], object)
-    var = np.asarray(table.column("variable").to_pylist(), dtype=object) if table.num_rows else np.array([], object)
-    flags = table.column("qc_flags").to_numpy(zero_copy_only=False).astype(np.uint32) if table.num_rows \
-        else np.zeros(0, np.uint32)
-    val = table.column("value").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0)
-    bg = table.column("background").to_numpy(zero_copy_only=False) if table.num_rows else np.zeros(0)
+    n = table.num_rows
+    rt_c, rt_l = _labels(table, "report_type")
+    flags = table.column("qc_flags").to_numpy(zero_copy_only=False).astype(np.uint32) if n else np.zeros(0, np.uint32)
+    val = table.column("value").to_numpy(zero_copy_only=False) if n else np.zeros(0)
+    bg = table.column("background").to_numpy(zero_copy_only=False) if n else np.zeros(0)
     used = ~is_rejected(flags)
     by_type: dict[str, Any] = {}
-    for t in sorted(set(rt.tolist())):
-        m = rt == t
+    for k in np.argsort(rt_l.astype(str)):
+        m = rt_c == k
         reasons = {f.name: int(((flags[m] & np.uint32(int(f))) != 0).sum()) for f in QCFlag}
-        by_type[str(t)] = {"rows": int(m.sum()), "used": int(used[m].sum()), "rejected": int((~used[m]).sum()),
-                           "by_reason": {k: v for k, v in reasons.items() if v}}
+        by_type[str(rt_l[k])] = {"rows": int(m.sum()), "used": int(used[m].sum()), "rejected": int((~used[m]).sum()),
+                                 "by_reason": {k: v for k, v in reasons.items() if v}}
     omb: list[dict[str, Any]] = []
     has_b = np.isfinite(bg)
     if has_b.any():
-        ins = np.asarray(table.column("instrument").to_pylist(), dtype=object)
-        kind = np.asarray(table.column("vertical_kind").to_pylist(), dtype=object)
+        ins_c, ins_l = _labels(table, "instrument")
+        var_c, var_l = _labels(table, "variable")
+        kind_c, kind_l = _labels(table, "vertical_kind")
+        sid_c, sid_l = _labels(table, "station_id")
         vert = table.column("vertical").to_numpy(zero_copy_only=False)
         # Radiances per satellite and channel: each sounder's bias differs from channel to channel.
-        chan = kind == "channel"
-        sid = np.asarray(table.column("station_id").to_pylist(), dtype=object)
-        keys = pd.DataFrame({"rt": rt, "ins": [x or "" for x in ins], "var": var,
-                             "plat": np.where(chan, sid, ""), "ch": np.where(chan, vert, -1.0)})[has_b]
+        chan = kind_l[kind_c] == "channel"
+        plat_l = np.append(sid_l, "")
+        plat_c = np.where(chan, sid_c, len(sid_l))
+        keys = pd.DataFrame({"rt": rt_c, "ins": ins_c, "var": var_c, "plat": plat_c,
+                             "ch": np.where(chan, vert, -1.0)})[has_b]
         groups = keys.groupby(["rt", "ins", "var", "plat", "ch"], sort=False).indices
-        for (t, i, v, pl, c), idx in sorted(groups.items()):
-            rows = keys.index.to_numpy()[idx]
+        named = {(str(rt_l[t]), str(ins_l[i] or ""), str(var_l[v]), str(plat_l[pl] or ""), c): idx
+                 for (t, i, v, pl, c), idx in groups.items()}
+        rows_of = keys.index.to_numpy()
+        for (t, i, v, pl, c), idx in sorted(named.items(), key=lambda kv: kv[0]):
+            rows = rows_of[idx]
             d_all = (val - bg)[rows]
             d = (val - bg)[rows[used[rows]]]
-            omb.append({"report_type": str(t), "instrument": str(i), "variable": str(v),
-                        "platform": str(pl) or None, "channel": int(c) if c >= 0 else None, "n_used": int(d.size),
+            omb.append({"report_type": t, "instrument": i, "variable": v,
+                        "platform": pl or None, "channel": int(c) if c >= 0 else None, "n_used": int(d.size),
                         "mean": float(d.mean()) if d.size else None,
                         "std": float(d.std(ddof=0)) if d.size else None,
                         "n_all": int(d_all.size), "mean_all": float(d_all.mean()), "std_all": float(d_all.std())})

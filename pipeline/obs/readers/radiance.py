@@ -27,6 +27,13 @@ SENSOR_INDICATOR = {0: "hirs", 1: "msu", 2: "ssu", 3: "amsua", 4: "amsub", 5: "a
 SATELLITE_INSTRUMENTS = {605: "hirs", 606: "hirs", 607: "hirs", 570: "amsua", 574: "amsub", 203: "mhs", 621: "atms"}
 
 
+def satellite_ids(sat: np.ndarray) -> np.ndarray:
+    """``sat<identifier>`` per subset ('' where missing), formatted once per distinct satellite."""
+    ids, inverse = np.unique(sat, return_inverse=True)
+    names = np.array([f"sat{int(x)}" if np.isfinite(x) else "" for x in ids], dtype=object)
+    return names[inverse.ravel()]
+
+
 class RadianceReader(BufrReader):
     """Brightness temperatures per channel -> ``brightness_temperature`` rows."""
 
@@ -55,33 +62,24 @@ class RadianceReader(BufrReader):
                 out.instrument = SENSOR_INDICATOR[int(ind[0])]
             elif ins is not None and np.isfinite(ins[0]) and int(ins[0]) in SATELLITE_INSTRUMENTS:
                 out.instrument = SATELLITE_INSTRUMENTS[int(ins[0])]
-        bts = None
-        for k in BT_KEYS:
-            bts = msg.values(k)
-            if bts is not None:
-                break
-        if bts is None:
+        bt_key = next((k for k in BT_KEYS if msg.has(k)), None)
+        if bt_key is None:
             raise MessageError("no brightness temperatures in the message")
-        chans = None
-        for k in CHANNEL_KEYS:
-            chans = msg.values(k)
-            if chans is not None:
-                break
-        qflags = msg.values("channelQualityFlagsForAtovs")
+        ch_key = next((k for k in CHANNEL_KEYS if msg.has(k)), None)
         sigma = RADIANCE_ERRORS.get(out.instrument, obs_error("radiance", "brightness_temperature"))
-        station = np.array([f"sat{int(x)}" if np.isfinite(x) else "" for x in sat], dtype=object) \
-            if sat is not None else np.full(n, "", dtype=object)
-        # Vectorise over subsets when all have the same number of channels (always true when compressed).
-        nb = {len(b) for b in bts}
-        nc = {len(c) for c in chans} if chans is not None else nb
-        if len(nb) == 1 and len(nc) == 1:
-            nbt = min(nb.pop(), nc.pop())
-            bt = np.stack([b[:nbt] for b in bts])                      # (subset, channel)
-            ch = (np.stack([c[:nbt] for c in chans]) if chans is not None
-                  else np.broadcast_to(np.arange(1, nbt + 1, dtype=np.float64), bt.shape))
+        station = satellite_ids(sat) if sat is not None else np.full(n, "", dtype=object)
+        # Vectorised when every subset has the same channels (always true when compressed).
+        bt = msg.values_2d(bt_key)
+        ch = msg.values_2d(ch_key) if ch_key is not None else None
+        if bt is not None and (ch_key is None or ch is not None):
+            nbt = bt.shape[1] if ch is None else min(bt.shape[1], ch.shape[1])
+            bt = bt[:, :nbt]                                             # (subset, channel)
+            ch = ch[:, :nbt] if ch is not None else np.broadcast_to(np.arange(1, nbt + 1, dtype=np.float64),
+                                                                     bt.shape)
             flags = np.zeros(bt.shape, dtype=np.uint32)
-            if qflags is not None and {len(q) for q in qflags} == {len(qflags[0])} and len(qflags[0]) >= nbt:
-                q = np.stack([x[:nbt] for x in qflags])
+            q = msg.values_2d("channelQualityFlagsForAtovs")
+            if q is not None and q.shape[1] >= nbt:
+                q = q[:, :nbt]
                 flags[np.isfinite(q) & (q != 0)] = int(QCFlag.SOURCE_FLAG)
             ok = np.isfinite(bt)
             si = np.broadcast_to(np.arange(n)[:, None], bt.shape)
@@ -92,6 +90,10 @@ class RadianceReader(BufrReader):
                     variable="brightness_temperature", value=bt[ok], obs_error=sigma, message_index=index,
                     subset_index=si[ok], qc_flags=flags[ok])
             return
+        bts = msg.values(bt_key)
+        if bts is None:
+            raise MessageError("no brightness temperatures in the message")
+        chans = msg.values(ch_key) if ch_key is not None else None
         for s in range(n):
             b = bts[s]
             c = chans[s] if chans is not None else np.arange(1, len(b) + 1, dtype=np.float64)
