@@ -3,8 +3,12 @@
 Ours vs peer, side by side, at the default grid (2.8125deg):
 
 * **build phases** (a real `build_world` run streaming to Zarr/BUFR, in a child
-  process for its memory peak): truth + reanalysis, NWP (2 forecasts of 240 h
-  per day), observations (5 types, raw + simulated);
+  process for its memory peak, observations written in-process so each phase
+  is timed alone): truth + reanalysis, NWP (2 forecasts of 240 h per day),
+  observations (5 types, raw + simulated);
+* **whole build**: ours (observations of finished days written by worker
+  processes while the models integrate the next days, the default) vs the
+  same build with everything in one process; the two worlds are byte-identical;
 * **truth core**: ours (one jitted 6-hour function called per output) vs
   dinosaur's idiomatic `trajectory_from_step` (one jitted scan over the whole
   run, outputs stacked in memory);
@@ -33,22 +37,50 @@ CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
 from fuxiops.pipeline.world.build import WorldSpec, build_world, parse_start
-days, out = int(sys.argv[1]), Path(sys.argv[2])
+days, out, workers = int(sys.argv[1]), Path(sys.argv[2]), (None if sys.argv[3] == "default" else int(sys.argv[3]))
 spec = WorldSpec(start=parse_start("2023-01-01T00"), days=days, grid="2.8125deg", seed=3, decorrelation_days=0)
 marks = []
 t0 = time.perf_counter()
-build_world(out, spec=spec,
+build_world(out, spec=spec, obs_workers=workers,
             progress=lambda d, n, m: marks.append((time.perf_counter() - t0, d, m, time.process_time())))
-print(json.dumps({"marks": marks, "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+print(json.dumps({"marks": marks, "wall_s": time.perf_counter() - t0,
+                  "maxrss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
+
+
+def _build(days: int, out: Path, workers: str) -> dict:
+    run = subprocess.run([sys.executable, "-c", CHILD, str(days), str(out), workers], check=True,
+                         capture_output=True, text=True)
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def _digest(root: Path) -> str:
+    import hashlib
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and "_build" not in p.parts:
+            h.update(p.relative_to(root).as_posix().encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+def whole_build(days: int, serial_wall_s: float, serial_digest: str) -> dict:
+    """The default build (parallel observation writers) against the in-process one just timed."""
+    import os
+
+    from fuxiops.pipeline.world.build import default_obs_workers
+    with tempfile.TemporaryDirectory() as tmp:
+        res = _build(days, Path(tmp) / "w", "default")
+        same = _digest(Path(tmp) / "w") == serial_digest
+    # the first day includes JIT compilation in both runs
+    return {"ours_s": res["wall_s"], "peer_s": serial_wall_s, "days": days, "obs_workers": default_obs_workers(),
+            "cores": os.cpu_count(), "byte_identical": same, "maxrss_mb_main": res["maxrss_kb"] / 1024}
 
 
 def build_phases(days: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(days), str(Path(tmp) / "w")], check=True,
-                             capture_output=True, text=True)
-        res = json.loads(out.stdout.strip().splitlines()[-1])
+        res = _build(days, Path(tmp) / "w", "0")
         size = sum(p.stat().st_size for p in (Path(tmp) / "w").rglob("*") if p.is_file())
+        digest = _digest(Path(tmp) / "w")
     phases: dict[str, list[float]] = {"truth+reanalysis": [], "nwp": [], "obs": []}
     cpu: dict[str, list[float]] = {k: [] for k in phases}
     prev = prev_cpu = None
@@ -64,7 +96,8 @@ def build_phases(days: int) -> dict:
     return {"per_day_s": {k: summary(v[skip:]) for k, v in phases.items()},
             "per_day_cpu_s": {k: summary(v[skip:]) for k, v in cpu.items()},
             "first_day_s": {k: v[0] for k, v in phases.items()},
-            "maxrss_mb": res["maxrss_kb"] / 1024, "bytes_per_day": size / days}
+            "maxrss_mb": res["maxrss_kb"] / 1024, "bytes_per_day": size / days,
+            "wall_s": res["wall_s"], "digest": digest}
 
 
 def truth_core(days: int, reps: int) -> dict:
@@ -125,6 +158,7 @@ def main() -> None:
     a = ap.parse_args()
     load = open("/proc/loadavg").read().split()[:3]
     bp = build_phases(a.days)
+    wb = whole_build(a.days, bp["wall_s"], bp.pop("digest"))
     tc = truth_core(a.core_days, a.reps)
     nb = nwp_batch(240, a.reps)
     pd = bp["per_day_s"]
@@ -135,7 +169,7 @@ def main() -> None:
         "machine": machine_facts(), "load_average_at_start": load,
         "packages": package_versions(["fuxiops", "dinosaur", "jax", "jaxlib", "numpy", "xarray", "zarr", "eccodes"]),
         "grid": "2.8125deg", "truth_core": "T42 L20 dt 20 min", "nwp_core": "T21 L10 dt 60 min",
-        "build": bp, "truth_core_driver": tc, "nwp_batching": nb,
+        "build": bp, "whole_build": wb, "truth_core_driver": tc, "nwp_batching": nb,
         "year_extrapolation_min": {"truth+reanalysis": truth_day * 365 / 60, "nwp_pool": nwp_day * 365 / 60,
                                    "obs": obs_day * 365 / 60},
         "days_per_minute": {"truth+reanalysis": 60 / truth_day, "nwp_pool": 60 / nwp_day, "obs": 60 / obs_day},
@@ -154,16 +188,19 @@ def main() -> None:
                "year, CPU / 2 cores (min)", "target (min)"]
     print(markdown_table(headers, rows))
     print()
-    print(markdown_table(["comparison", "ours (s)", "peer (s)"], [
+    comparisons = markdown_table(["comparison", "ours (s)", "peer (s)"], [
+        [f"whole build, {wb['days']} days: {wb['obs_workers']} observation writer process(es) vs one process "
+         f"(byte-identical: {wb['byte_identical']})", f"{wb['ours_s']:.1f}", f"{wb['peer_s']:.1f}"],
         [f"truth core {tc['days']} days: per-window loop vs dinosaur trajectory_from_step scan",
          f"{tc['ours_s']['median']:.2f}", f"{tc['peer_s']['median']:.2f}"],
         ["NWP 2 forecasts x 240 h: vmap batch vs sequential", f"{nb['ours_s']['median']:.2f}",
-         f"{nb['peer_s']['median']:.2f}"]]))
+         f"{nb['peer_s']['median']:.2f}"]])
+    print(comparisons)
     print(f"\nbuild memory peak {bp['maxrss_mb']:.0f} MB; disk {bp['bytes_per_day'] / 1e6:.0f} MB per simulated day; "
           f"load average at start {load}")
     md = Path(__file__).resolve().parent / "results" / "world_throughput.md"
     md.write_text("\n".join(["# world_throughput", "", f"load average at start {load} on {result['machine']['cores']} cores",
-                             "", markdown_table(headers, rows), ""]))
+                             "", markdown_table(headers, rows), "", comparisons, ""]))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -282,11 +283,14 @@ ProgressFn = Callable[[int, int, str], None]
 
 def build_world(out: Path | str, start: str | datetime = "2023-01-01T00", days: int = 1, grid: str = TESTBED_GRID,
                 seed: int = 0, *, spec: WorldSpec | None = None, progress: ProgressFn | None = None,
-                stop_after_days: int | None = None) -> World:
+                stop_after_days: int | None = None, obs_workers: int | None = None) -> World:
     """Build (or resume building) a world in ``out``; returns the :class:`World`.
 
     ``progress(done_days, total_days, message)`` is called as days finish;
-    ``stop_after_days`` stops early (used to test resuming).
+    ``stop_after_days`` stops early (used to test resuming). ``obs_workers``
+    processes write the observations of finished days while the models
+    integrate the next ones (0: in this process; default: one per core, at
+    most four); the files do not depend on it.
     """
     if spec is None:
         spec = WorldSpec(start=parse_start(start), days=days, grid=grid, seed=seed)
@@ -307,13 +311,34 @@ def build_world(out: Path | str, start: str | datetime = "2023-01-01T00", days: 
         tmp = meta_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(info, indent=2, sort_keys=True))
         tmp.replace(meta_path)
-    _Builder(root, spec, progress).run(stop_after_days)
+    _Builder(root, spec, progress, default_obs_workers() if obs_workers is None else obs_workers).run(stop_after_days)
     return open_world(root)
 
 
+def default_obs_workers() -> int:
+    """One observation writer per core, at most four: writing observations costs more than the models
+    (T42 truth, T21 NWP) and the main process mostly waits for the writers."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+_worker_maker = None  # the ObservationMaker of an observation-writer process
+
+
+def _init_obs_writer(obs_root: str, spec: dict[str, Any]) -> None:
+    global _worker_maker
+    from fuxiops.pipeline.world.obs.generate import ObservationMaker
+    _worker_maker = ObservationMaker(Path(obs_root), WorldSpec.from_dict(spec))
+
+
+def _write_obs_day(day_start: datetime, truth: list, reanalysis: list) -> int:
+    assert _worker_maker is not None
+    return len(_worker_maker.make_day(day_start, truth, reanalysis))
+
+
 class _Builder:
-    def __init__(self, root: Path, spec: WorldSpec, progress: ProgressFn | None) -> None:
+    def __init__(self, root: Path, spec: WorldSpec, progress: ProgressFn | None, obs_workers: int = 0) -> None:
         self.root, self.spec, self.progress = root, spec, progress or (lambda d, n, m: None)
+        self.obs_workers = obs_workers
         self.work = root / "_build"
         self.work.mkdir(exist_ok=True)
 
@@ -348,9 +373,8 @@ class _Builder:
             tmp.rename(static)
 
     def run(self, stop_after_days: int | None) -> None:
-        from fuxiops.pipeline.world.postprocess import Regridder, state_dataset, to_state_arrays
+        from fuxiops.pipeline.world.postprocess import Regridder
         from fuxiops.pipeline.world.seeds import initial_state
-        from fuxiops.pipeline.world.store import write_region
         spec = self.spec
         done = _days_done(self.root)
         if done >= spec.days:
@@ -365,50 +389,92 @@ class _Builder:
         if spec.with_nwp:
             from fuxiops.pipeline.world.nwp import NwpModel
             nwp = NwpModel(spec.nwp, spec.truth, spec.grid_spec, spec.variables)
-        obs = None
-        if spec.obs_types:
+        obs = pool = None
+        if spec.obs_types and self.obs_workers > 0:
+            from concurrent.futures import ProcessPoolExecutor
+            from multiprocessing import get_context
+            pool = ProcessPoolExecutor(self.obs_workers, mp_context=get_context("spawn"), initializer=_init_obs_writer,
+                                       initargs=(str(self.root / "obs"), spec.to_dict()))
+        elif spec.obs_types:
             from fuxiops.pipeline.world.obs.generate import ObservationMaker
             obs = ObservationMaker(self.root / "obs", spec)
         state_file = lambda d: self.work / f"truth_day{d:05d}.npz"
         if done == 0 and not state_file(0).exists():
             self.progress(0, spec.days, f"seed {spec.seed}: decorrelating for {spec.decorrelation_days} days")
             initial_state(spec.seed, core, spec.decorrelation_days).save(state_file(0), day=0)
-        per_day = 24 // HOURS_PER_WINDOW
-        g = spec.grid_spec
         last = spec.days if stop_after_days is None else min(spec.days, done + stop_after_days)
-        for day in range(done, last):
-            s, _ = ModelState.load(state_file(day))
-            core.check_state(s, f"resume state of day {day}")
-            truth_arrays, rean_arrays, rean_states = [], [], []
-            for k in range(per_day + 1):
-                ti = day * per_day + k
-                truth_arrays.append(to_state_arrays(core.nodal(s), regrid, spec.variables))
-                rs = rean.state(s, ti)
-                rean_states.append(rs)
-                rean_arrays.append(to_state_arrays(core.nodal(rs), regrid, spec.variables))
-                if k < per_day:
-                    s = core.advance(s, 1)
-            times = spec.start + timedelta(days=day)
-            tcoord = {"time": np.asarray([np.datetime64(times + timedelta(hours=6 * k), "ns") for k in range(per_day)])}
-            write_region(self.root / "truth.zarr",
-                         state_dataset(truth_arrays[:per_day], tcoord, g, spec.variables), {"time": day * per_day})
-            write_region(self.root / "reanalysis.zarr",
-                         state_dataset(rean_arrays[:per_day], tcoord, g, spec.variables), {"time": day * per_day})
-            self.progress(day, spec.days, f"day {day + 1}: truth + reanalysis")
-            if nwp is not None:
-                # forecasts of the day's cycles run as one batch and stream to disk lead by lead
-                every = spec.nwp_every_h // HOURS_PER_WINDOW
-                inits = [rean_states[k] for k in range(0, per_day, every)]
-                t_inits = spec.init_times[day * len(inits):(day + 1) * len(inits)]
-                for j, (lead, per_init) in enumerate(nwp.forecast(inits, spec.nwp_max_lead_h)):
-                    ds = state_dataset(per_init, {"time": t_inits, "step": np.asarray([lead])}, g, spec.variables)
-                    write_region(self.root / "nwp.zarr", ds, {"time": day * len(inits), "step": j})
-                self.progress(day, spec.days, f"day {day + 1}: NWP")
-            if obs is not None:
-                obs.make_day(times, truth_arrays, rean_arrays)
-                self.progress(day, spec.days, f"day {day + 1}: observations")
-            s.save(state_file(day + 1), day=day + 1)
-            self._set_done(day + 1)
-            if day > 0 and state_file(day - 1).exists():
-                state_file(day - 1).unlink()  # keep only what a resume needs
-            self.progress(day + 1, spec.days, f"day {day + 1} done")
+        # days whose models are written but whose observations are still being written: a day counts as done
+        # (progress.json, the resume point) once everything of it and of every earlier day is on disk
+        writing: dict[int, Any] = {}
+
+        def settle(wait_all: bool) -> None:
+            while writing:
+                first = min(writing)
+                if not (wait_all or len(writing) > 2 * self.obs_workers or writing[first].done()):
+                    break
+                writing.pop(first).result()  # re-raises a writer's error: the build stops at that day
+                finish(first)
+
+        def finish(day: int) -> None:
+            nonlocal done
+            done = day + 1
+            self._set_done(done)
+            state_file(day).unlink(missing_ok=True)  # a resume needs only the state of the first undone day
+            self.progress(done, spec.days, f"day {done} done")
+
+        try:
+            for day in range(done, last):
+                s, truth_arrays, rean_arrays, times = self._truth_day(day, state_file(day), core, rean, regrid, nwp)
+                if pool is not None:
+                    writing[day] = pool.submit(_write_obs_day, times, truth_arrays, rean_arrays)
+                    s.save(state_file(day + 1), day=day + 1)
+                    settle(wait_all=False)
+                else:
+                    if obs is not None:
+                        obs.make_day(times, truth_arrays, rean_arrays)
+                        self.progress(day, spec.days, f"day {day + 1}: observations")
+                    s.save(state_file(day + 1), day=day + 1)
+                    finish(day)
+            settle(wait_all=True)
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+
+    def _truth_day(self, day: int, start_state: Path, core, rean, regrid, nwp):
+        """Integrate one day from ``start_state``; write its truth, reanalysis and NWP.
+
+        Returns the model state of the next day, the day's truth and reanalysis arrays (5 times, 0-24 h)
+        and the day's start time.
+        """
+        from fuxiops.pipeline.world.postprocess import state_dataset, to_state_arrays
+        from fuxiops.pipeline.world.store import write_region
+        spec, g = self.spec, self.spec.grid_spec
+        per_day = 24 // HOURS_PER_WINDOW
+        s, _ = ModelState.load(start_state)
+        core.check_state(s, f"resume state of day {day}")
+        truth_arrays, rean_arrays, rean_states = [], [], []
+        for k in range(per_day + 1):
+            ti = day * per_day + k
+            truth_arrays.append(to_state_arrays(core.nodal(s), regrid, spec.variables))
+            rs = rean.state(s, ti)
+            rean_states.append(rs)
+            rean_arrays.append(to_state_arrays(core.nodal(rs), regrid, spec.variables))
+            if k < per_day:
+                s = core.advance(s, 1)
+        times = spec.start + timedelta(days=day)
+        tcoord = {"time": np.asarray([np.datetime64(times + timedelta(hours=6 * k), "ns") for k in range(per_day)])}
+        write_region(self.root / "truth.zarr",
+                     state_dataset(truth_arrays[:per_day], tcoord, g, spec.variables), {"time": day * per_day})
+        write_region(self.root / "reanalysis.zarr",
+                     state_dataset(rean_arrays[:per_day], tcoord, g, spec.variables), {"time": day * per_day})
+        self.progress(day, spec.days, f"day {day + 1}: truth + reanalysis")
+        if nwp is not None:
+            # forecasts of the day's cycles run as one batch and stream to disk lead by lead
+            every = spec.nwp_every_h // HOURS_PER_WINDOW
+            inits = [rean_states[k] for k in range(0, per_day, every)]
+            t_inits = spec.init_times[day * len(inits):(day + 1) * len(inits)]
+            for j, (lead, per_init) in enumerate(nwp.forecast(inits, spec.nwp_max_lead_h)):
+                ds = state_dataset(per_init, {"time": t_inits, "step": np.asarray([lead])}, g, spec.variables)
+                write_region(self.root / "nwp.zarr", ds, {"time": day * len(inits), "step": j})
+            self.progress(day, spec.days, f"day {day + 1}: NWP")
+        return s, truth_arrays, rean_arrays, times

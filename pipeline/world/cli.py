@@ -36,6 +36,9 @@ def build(out: Path = typer.Option(None, "--out", "-o", help="World folder (defa
                                              "(a multiple of 6, at most 720)."),
           obs: str = typer.Option("synop,temp,amdar,gnssro,mwts", "--obs",
                                   help="Observation types to write, comma separated ('' for none)."),
+          obs_workers: int = typer.Option(None, "--obs-workers", min=0, help="Processes writing observations "
+                                          "while the models run ahead (0: none; default: one per core, at most 4). "
+                                          "The world does not depend on it.", show_default=False),
           config: Path | None = config_option()) -> None:
     """Build a world (resumes an interrupted build in the same folder with the same settings)."""
     import math
@@ -54,7 +57,7 @@ def build(out: Path = typer.Option(None, "--out", "-o", help="World folder (defa
                   TextColumn("{task.description}"), TimeElapsedColumn(), TimeRemainingColumn(),
                   console=console) as bar:
         task = bar.add_task("starting", total=spec.days)
-        world = build_world(root, spec=spec,
+        world = build_world(root, spec=spec, obs_workers=obs_workers,
                             progress=lambda done, total, msg: bar.update(task, completed=done, description=msg))
     console.print(f"world ready in {world.root} ({spec.days} days from {spec.start:%Y-%m-%dT%H}Z, "
                   f"grid {spec.grid}, seed {spec.seed})")

@@ -115,3 +115,14 @@ def test_gnssro_refractivity_and_mwts(obs_dir) -> None:
     assert set(mw["channelNumber"].unique()) == {c for c, _, _ in MWTS_CHANNELS}
     assert set(mw["satelliteIdentifier"].unique()) <= {522, 523} and len(mw) > 1000
     assert mw["brightnessTemperature"].between(200, 300).mean() > 0.98
+
+
+def test_time_keys_match_calendar_arithmetic() -> None:
+    from datetime import datetime, timedelta
+    when = datetime(2023, 12, 31, 23)
+    t_s = np.array([0.0, 59.4, 59.9999996, 3599.0, 420.5, 1830.25, 3600.0 + 0.5])
+    keys = ObservationMaker._time_keys(when, t_s, seconds=True)
+    for k, s in enumerate(t_s):
+        x = when + timedelta(seconds=float(s))
+        assert [keys[n][k] for n in ("year", "month", "day", "hour", "minute", "second")] == \
+            [x.year, x.month, x.day, x.hour, x.minute, x.second]

@@ -148,3 +148,20 @@ def test_shipped_states_have_the_held_suarez_climate() -> None:
     anom = t850 - t850.mean(axis=-1, keepdims=True)
     r = np.corrcoef(anom[0].ravel(), anom[1].ravel())[0, 1]
     assert abs(r) < 0.3
+
+
+def test_observation_writers_do_not_change_the_world(world, tmp_path: Path) -> None:
+    """In-process and parallel observation writing give the same bytes; a writer's failure stops the
+    build at that day (nothing after it counts as done) and a resume completes it."""
+    serial = build_world(tmp_path / "serial", spec=tiny_spec(), obs_workers=0)
+    assert _digest(serial.root) == _digest(world.root)
+    root = tmp_path / "failing"
+    build_world(root, spec=tiny_spec(), stop_after_days=1, obs_workers=2)
+    blocker = root / "obs" / "raw" / "2023010203"  # a file where day 2's hour-3 folder must go
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError):
+        build_world(root, spec=tiny_spec(), obs_workers=2)
+    assert json.loads((root / "_build" / "progress.json").read_text())["days_done"] == 1
+    blocker.unlink()
+    build_world(root, spec=tiny_spec(), obs_workers=2)
+    assert _digest(root) == _digest(world.root)

@@ -118,14 +118,19 @@ class ObservationMaker:
         t = (hour_of_day * 3600.0 + np.asarray(t_s, dtype=np.float64)) / 21600.0
         i = np.clip(np.floor(t).astype(np.int64), 0, len(arrays) - 2)
         w = t - i
+        # only the states that bracket some point are interpolated (an hour's points need two of the five)
+        used = np.unique(np.concatenate([i, i + 1]))
+        slot = np.zeros(len(arrays), dtype=np.int64)
+        slot[used] = np.arange(used.size)
+        lo_i, hi_i = slot[i], slot[i + 1]
         cache: dict[str, np.ndarray] = {}
 
         def get(name: str) -> np.ndarray:
             if name not in cache:
-                vals = np.stack([bil(a[name]) for a in arrays])  # (time, [level,] n)
+                vals = np.stack([bil(arrays[k][name]) for k in used])  # (used times, [level,] n)
                 n = vals.shape[-1]
                 cols = np.arange(n)
-                lo, hi = vals[i, ..., cols], vals[i + 1, ..., cols]  # (n, [level])
+                lo, hi = vals[lo_i, ..., cols], vals[hi_i, ..., cols]  # (n, [level])
                 out = lo * (1 - w[:, None] if lo.ndim == 2 else 1 - w) + hi * (w[:, None] if lo.ndim == 2 else w)
                 cache[name] = out.T if out.ndim == 2 else out
             return cache[name]
@@ -140,13 +145,19 @@ class ObservationMaker:
 
     @staticmethod
     def _time_keys(when: datetime, t_s: np.ndarray, seconds: bool = False) -> dict[str, np.ndarray | float]:
-        tt = [when + timedelta(seconds=float(s)) for s in np.asarray(t_s)]
+        """Calendar keys of ``when`` + ``t_s`` seconds, per point (microsecond rounding as timedelta's)."""
+        offset = np.round(np.asarray(t_s, dtype=np.float64) * 1e6).astype("timedelta64[us]")
+        tt = np.datetime64(when.replace(tzinfo=None), "us") + offset
+        units = ("Y", "M", "D", "h", "m", "s")
+        floor = {u: tt.astype(f"datetime64[{u}]") for u in units}
         keys: dict[str, np.ndarray | float] = {
-            "year": np.asarray([x.year for x in tt], float), "month": np.asarray([x.month for x in tt], float),
-            "day": np.asarray([x.day for x in tt], float), "hour": np.asarray([x.hour for x in tt], float),
-            "minute": np.asarray([x.minute for x in tt], float)}
+            "year": floor["Y"].astype(np.int64).astype(float) + 1970.0,
+            "month": (floor["M"] - floor["Y"]).astype(np.int64).astype(float) + 1.0,
+            "day": (floor["D"] - floor["M"].astype("datetime64[D]")).astype(np.int64).astype(float) + 1.0,
+            "hour": (floor["h"] - floor["D"]).astype(np.int64).astype(float),
+            "minute": (floor["m"] - floor["h"]).astype(np.int64).astype(float)}
         if seconds:
-            keys["second"] = np.asarray([x.second for x in tt], float)
+            keys["second"] = (floor["s"] - floor["m"]).astype(np.int64).astype(float)
         return keys
 
     # ----------------------------------------------------------- per type
@@ -340,7 +351,8 @@ class ObservationMaker:
         tb = brightness_temperature(self.levels, get("t"))  # (C, n)
         tb = tb + rng.normal(0, 0.3, tb.shape)
         if raw:
-            bias = np.stack([np.asarray(SAT_BIAS_K[int(s)]) for s in sat_id], axis=1)
+            table = np.asarray([SAT_BIAS_K[s] for s in MWTS_SATELLITES])  # (satellites, C)
+            bias = table[np.searchsorted(MWTS_SATELLITES, sat_id)].T
             tb = _gross(rng, tb + bias, 0.3)
         vals: dict[str, np.ndarray | float] = {"satelliteIdentifier": sat_id.astype(float),
                                                **self._time_keys(when, np.floor(t_s), seconds=True),
