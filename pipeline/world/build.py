@@ -326,8 +326,18 @@ _worker_maker = None  # the ObservationMaker of an observation-writer process
 
 def _init_obs_writer(obs_root: str, spec: dict[str, Any]) -> None:
     global _worker_maker
+    import threading
+    import time
+
     from fuxiops.pipeline.world.obs.generate import ObservationMaker
     _worker_maker = ObservationMaker(Path(obs_root), WorldSpec.from_dict(spec))
+    parent = os.getppid()
+
+    def exit_with_parent() -> None:  # a killed build must not leave writers behind
+        while os.getppid() == parent:
+            time.sleep(2.0)
+        os._exit(1)
+    threading.Thread(target=exit_with_parent, daemon=True).start()
 
 
 def _write_obs_day(day_start: datetime, truth: list, reanalysis: list) -> int:
