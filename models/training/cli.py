@@ -30,7 +30,11 @@ def _load(config: Path):  # type: ignore[no-untyped-def]
 def prepare(config: Path = ConfigOpt,
             obs: bool = typer.Option(True, "--obs/--no-obs",
                                      help="Also grid the world's raw and simulated BUFR observations."),
-            workers: int = typer.Option(1, "--workers", min=1, help="Cycles decoded in parallel processes.")) -> None:
+            workers: int = typer.Option(1, "--workers", min=1, help="Cycles decoded in parallel processes."),
+            sim_every_h: int = typer.Option(6, "--sim-every-h", help="Grid the simulated observations only at "
+                                            "cycles every 6, 12 or 24 h (00 UTC first): stage 2 draws its samples "
+                                            "from those cycles; raw observations keep every cycle. A later "
+                                            "prepare with a smaller value fills in the rest.")) -> None:
     """Compute normalisation statistics (and gridded observations) once for a campaign.
 
     Resumable: rerun after an interruption and it continues at the first cycle not yet written.
@@ -38,7 +42,7 @@ def prepare(config: Path = ConfigOpt,
     from fuxiops.models.training.prepare import prepare_campaign
 
     cfg = _load(config)
-    summary = prepare_campaign(cfg, grid_obs=obs, workers=workers)
+    summary = prepare_campaign(cfg, grid_obs=obs, workers=workers, sim_every_h=sim_every_h)
     for k, v in summary.items():
         console.print(f"{k}: {v}")
 

@@ -136,7 +136,7 @@ class _GriddedStore:
 
 
 def grid_world_observations(cfg: TrainConfig, norm: NormStats, progress: bool = True, workers: int = 1,
-                            stop_after: int | None = None) -> dict[str, int]:
+                            stop_after: int | None = None, sim_every_h: int = 6) -> dict[str, int]:
     """Ingest and grid every cycle of the training period, raw and simulated, into Zarr stores.
 
     Streams cycle by cycle into stores created up front (bounded memory for a
@@ -144,8 +144,12 @@ def grid_world_observations(cfg: TrainConfig, norm: NormStats, progress: bool = 
     ``workers`` cycles in parallel processes. Failed files are counted per
     cycle in ``training/prepare_report.json`` (the cycle keeps what decoded); a
     cycle without any observation file is left absent and the stages skip it. ``stop_after`` stops after that many
-    new cycles (used to test resuming).
+    new cycles (used to test resuming). ``sim_every_h`` (6, 12 or 24) grids the simulated observations only
+    at cycles of those UTC hours: stage 2 then draws its samples from them, the unroll (raw observations)
+    keeps every cycle, and a later prepare with a smaller value fills in the rest.
     """
+    if sim_every_h not in (6, 12, 24):
+        raise DataError(f"sim_every_h must be 6, 12 or 24 hours, got {sim_every_h}")
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -166,7 +170,8 @@ def grid_world_observations(cfg: TrainConfig, norm: NormStats, progress: bool = 
     pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn")) if workers > 1 else None
     try:
         for kind in ("raw", "sim"):
-            files = {i: cycle_files(world, kind, c) for i, c in enumerate(cycles)}
+            every = 6 if kind == "raw" else sim_every_h
+            files = {i: cycle_files(world, kind, c) for i, c in enumerate(cycles) if c.hour % every == 0}
             files = {i: f for i, f in files.items() if f}
             if not files:
                 continue
@@ -216,9 +221,9 @@ def grid_world_observations(cfg: TrainConfig, norm: NormStats, progress: bool = 
 
 
 def prepare_campaign(cfg: TrainConfig, grid_obs: bool = True, progress: bool = True,
-                     workers: int = 1) -> dict[str, Any]:
+                     workers: int = 1, sim_every_h: int = 6) -> dict[str, Any]:
     norm = prepare_normalisation(cfg)
     summary: dict[str, Any] = {"normalisation": f"{len(norm.channels)} channels from {norm.n_samples} states"}
     if grid_obs:
-        summary["gridded cycles"] = grid_world_observations(cfg, norm, progress, workers)
+        summary["gridded cycles"] = grid_world_observations(cfg, norm, progress, workers, sim_every_h=sim_every_h)
     return summary

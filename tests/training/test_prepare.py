@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import xarray as xr
 
+from fuxiops.errors import DataError
 from fuxiops.models.training.config import TrainConfig
 from fuxiops.models.training.data import open_gridded
 from fuxiops.models.training.prepare import (_deployment, _grid_cycle, cycle_files, grid_world_observations,
@@ -85,3 +86,17 @@ def test_corrupt_file_is_counted_and_the_cycle_kept(obs_world: Path, tmp_path: P
                                                                           "end": "2023-01-01T18"}})
     prepare_campaign(cfg2, progress=False)
     assert len(open_gridded(world / "training" / "gridded_raw.zarr").times) == 3
+
+
+def test_sparser_simulated_cycles_and_filling_in_later(obs_world: Path, tmp_path: Path) -> None:
+    """``sim_every_h`` grids simulated observations only at those UTC hours (raw keeps every cycle); a later
+    prepare with the default fills in the other simulated cycles; a bad value is refused by name."""
+    world = _copy_world(obs_world, tmp_path / "w")
+    cfg = _cfg(world, tmp_path)
+    norm = prepare_normalisation(cfg)
+    assert grid_world_observations(cfg, norm, progress=False, sim_every_h=12) == {"raw": 4, "sim": 2}
+    sim = open_gridded(world / "training" / "gridded_sim.zarr")
+    assert [str(t)[11:13] for t in sim.times] == ["00", "12"]
+    assert grid_world_observations(cfg, norm, progress=False) == {"raw": 4, "sim": 4}
+    with pytest.raises(DataError, match="sim_every_h"):
+        grid_world_observations(cfg, norm, progress=False, sim_every_h=8)
