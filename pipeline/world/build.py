@@ -316,8 +316,8 @@ def build_world(out: Path | str, start: str | datetime = "2023-01-01T00", days: 
 
 
 def default_obs_workers() -> int:
-    """One observation writer per core, at most four: writing observations costs more than the models
-    (T42 truth, T21 NWP) and the main process mostly waits for the writers."""
+    """One observation writer per core, at most four: writing observations costs about as much as the
+    models (T42 truth, T21 NWP), so the main process keeps one core busy and the writers share the rest."""
     return max(1, min(4, os.cpu_count() or 1))
 
 
@@ -340,9 +340,9 @@ def _init_obs_writer(obs_root: str, spec: dict[str, Any]) -> None:
     threading.Thread(target=exit_with_parent, daemon=True).start()
 
 
-def _write_obs_day(day_start: datetime, truth: list, reanalysis: list) -> int:
+def _write_obs_day(day_start: datetime, truth: list, reanalysis: list) -> None:
     assert _worker_maker is not None
-    return len(_worker_maker.make_day(day_start, truth, reanalysis))
+    _worker_maker.make_day(day_start, truth, reanalysis)
 
 
 class _Builder:
@@ -435,16 +435,15 @@ class _Builder:
         try:
             for day in range(done, last):
                 s, truth_arrays, rean_arrays, times = self._truth_day(day, state_file(day), core, rean, regrid, nwp)
+                s.save(state_file(day + 1), day=day + 1)
                 if pool is not None:
                     writing[day] = pool.submit(_write_obs_day, times, truth_arrays, rean_arrays)
-                    s.save(state_file(day + 1), day=day + 1)
                     settle(wait_all=False)
-                else:
-                    if obs is not None:
-                        obs.make_day(times, truth_arrays, rean_arrays)
-                        self.progress(day, spec.days, f"day {day + 1}: observations")
-                    s.save(state_file(day + 1), day=day + 1)
-                    finish(day)
+                    continue
+                if obs is not None:
+                    obs.make_day(times, truth_arrays, rean_arrays)
+                    self.progress(day, spec.days, f"day {day + 1}: observations")
+                finish(day)
             settle(wait_all=True)
         finally:
             if pool is not None:
