@@ -1,13 +1,22 @@
 """The FuXiWeather2 assimilator as torch modules: a multi-branch convolutional U-Net.
 
 One encoder for the background, one per observation group, one for the
-static/clock conditions. Observation features are multiplied by the group's
-presence flag before fusion, so a missing group contributes exactly nothing
-and the all-missing case is the background-only path. The decoder produces a
-normalised increment that :class:`AnalysisModule` adds to the background.
+static/clock conditions, and one for the innovations: observation minus
+background wherever a gridded channel observes a state channel directly
+(``t2m``, ``t850``, ...). Without that branch the network has to learn the
+subtraction itself from two differently encoded streams; trained at the
+shipped budget it did not (its analyses hardly moved when an observation
+changed by 5 K and they applied one learned bias correction every cycle).
+Observation features are multiplied by the group's presence flag before
+fusion, so a missing group contributes exactly nothing and the all-missing
+case is the background-only path. The decoder produces a normalised
+increment that :class:`AnalysisModule` adds to the background.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -15,6 +24,39 @@ from torch import nn
 
 from fuxiops.models.layers import LayerNorm2d, SphereConv2d, pole_pad
 from fuxiops.models.presets import AssimilatorArch
+
+#: Innovations are clipped to this many increment standard deviations (QC has removed gross errors
+#: already; the clip keeps one bad report from dominating the fused features).
+INNOVATION_CLIP = 20.0
+
+
+@dataclass(frozen=True)
+class Innovation:
+    """A gridded value channel that observes a state channel directly, and its availability mask."""
+
+    group: str
+    value: int
+    mask: int
+    state: int
+    name: str
+
+    def to_dict(self) -> dict[str, int | str]:
+        return {"group": self.group, "value": self.value, "mask": self.mask, "state": self.state, "name": self.name}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, int | str]) -> "Innovation":
+        return cls(str(d["group"]), int(d["value"]), int(d["mask"]), int(d["state"]), str(d["name"]))
+
+
+def find_innovations(channel_names: Mapping[str, Sequence[str]], state_names: Sequence[str]) -> list[Innovation]:
+    """The (value, mask) channel pairs of each group named like a state channel (``t850``, ``t850_mask``)."""
+    out = []
+    for g, names in channel_names.items():
+        names = list(names)
+        for si, s in enumerate(state_names):
+            if s in names and f"{s}_mask" in names:
+                out.append(Innovation(g, names.index(s), names.index(f"{s}_mask"), si, s))
+    return out
 
 
 class Down(nn.Module):
@@ -62,13 +104,16 @@ class Encoder(nn.Module):
 class AssimNet(nn.Module):
     """Multi-branch U-Net on normalised tensors: background, observation groups, conditions -> increment."""
 
-    def __init__(self, arch: AssimilatorArch, n_state: int, obs_channels: dict[str, int], n_cond: int) -> None:
+    def __init__(self, arch: AssimilatorArch, n_state: int, obs_channels: dict[str, int], n_cond: int,
+                 n_innovations: int = 0) -> None:
         super().__init__()
         self.arch, self.n_state = arch, n_state
         self.groups = list(obs_channels)
         self.background = Encoder(n_state, arch.widths)
         # Each group's input: its channels plus a presence flag plane.
         self.obs = nn.ModuleDict({g: Encoder(n + 1, arch.obs_widths) for g, n in obs_channels.items()})
+        # Innovations and their masks (absent in checkpoints from before the branch existed).
+        self.innovation = Encoder(2 * n_innovations, arch.obs_widths) if n_innovations else None
         self.cond = Encoder(n_cond, arch.cond_widths)
         self.fuse = nn.ModuleList(nn.Conv2d(w + ow + cw, w, 1)
                                   for w, ow, cw in zip(arch.widths, arch.obs_widths, arch.cond_widths))
@@ -78,9 +123,12 @@ class AssimNet(nn.Module):
         self.head = nn.Conv2d(ws[0], n_state, 1)
 
     def forward(self, background: torch.Tensor, obs: dict[str, torch.Tensor], present: torch.Tensor,
-                cond: torch.Tensor) -> torch.Tensor:
+                cond: torch.Tensor, innovations: torch.Tensor | None = None,
+                innovation_flag: torch.Tensor | None = None) -> torch.Tensor:
         """``background`` (B, C, H, W); ``obs[g]`` (B, n_g, H, W); ``present`` (B, G) in {0, 1};
-        ``cond`` (B, K, H, W); H, W multiples of 2**(scales-1). Returns the normalised increment."""
+        ``cond`` (B, K, H, W); ``innovations`` (B, 2I, H, W) (values then masks) and ``innovation_flag``
+        (B,) (1 where any of their groups is present) when the net has the branch; H, W multiples of
+        2**(scales-1). Returns the normalised increment."""
         b = background.shape[0]
         fb = self.background(background)
         fc = self.cond(cond)
@@ -94,6 +142,11 @@ class AssimNet(nn.Module):
             feats = self.obs[g](torch.cat([obs[g] * planes, planes], dim=1))
             for s, f in enumerate(feats):
                 fo[s] = fo[s] + f * flag[:, None, None, None]
+        if self.innovation is not None:
+            if innovations is None or innovation_flag is None:
+                raise ValueError("this assimilator needs the innovation planes and their flag")
+            flag = innovation_flag.to(background.dtype)[:, None, None, None]
+            fo = [o + f * flag for o, f in zip(fo, self.innovation(innovations))]
         fused = [fuse(torch.cat([a, o, c], dim=1)) for fuse, a, o, c in zip(self.fuse, fb, fo, fc)]
         y = fused[-1]
         for k, (up, merge) in enumerate(zip(self.ups, self.merge)):
@@ -106,10 +159,17 @@ class AnalysisModule(nn.Module):
     """Physical background in, physical analysis out: normalisation, grid padding, static/clock conditions."""
 
     def __init__(self, arch: AssimilatorArch, n_state: int, obs_channels: dict[str, int], static: torch.Tensor,
-                 n_clock: int = 4) -> None:
+                 n_clock: int = 4, innovations: Sequence[Innovation] = ()) -> None:
         super().__init__()
         self.arch, self.n_state, self.obs_channels = arch, n_state, dict(obs_channels)
-        self.net = AssimNet(arch, n_state, obs_channels, static.shape[0] + n_clock)
+        groups = list(obs_channels)
+        for inn in innovations:
+            if inn.group not in obs_channels or not (0 <= inn.state < n_state) or \
+                    max(inn.value, inn.mask) >= obs_channels[inn.group]:
+                raise ValueError(f"innovation {inn} does not fit groups {obs_channels} and {n_state} states")
+        self.innovations = list(innovations)
+        self._inn_index = [(groups.index(i.group), i.group, i.value, i.mask, i.state) for i in self.innovations]
+        self.net = AssimNet(arch, n_state, obs_channels, static.shape[0] + n_clock, len(self.innovations))
         self.register_buffer("static", static.float().clone())
         for name in ("mean", "std", "inc_std"):
             self.register_buffer(name, torch.zeros(n_state) if name == "mean" else torch.ones(n_state))
@@ -122,6 +182,23 @@ class AnalysisModule(nn.Module):
         for k, v in stats.items():
             getattr(self, k).copy_(torch.as_tensor(v, dtype=torch.float32))
 
+    def _innovations(self, bn: torch.Tensor, obs: dict[str, torch.Tensor], present: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Observation minus background in increment standard deviations, zero where nothing was observed,
+        and a flag (B,) that is 0 when none of their groups is present (the branch then adds nothing).
+
+        The ingest layer normalises a channel that observes a state channel with that channel's state
+        statistics, so the difference of normalised values is the normalised innovation.
+        """
+        values, masks = [], []
+        for gi, g, vi, mi, si in self._inn_index:
+            m = obs[g][:, mi] * present[:, gi, None, None].to(bn.dtype)
+            d = (obs[g][:, vi] - bn[:, si]) * (self.std[si] / self.inc_std[si])
+            values.append((d * m).clamp(-INNOVATION_CLIP, INNOVATION_CLIP))
+            masks.append(m)
+        groups = sorted({gi for gi, *_ in self._inn_index})
+        return torch.stack(values + masks, dim=1), present[:, groups].amax(dim=1)
+
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         return pole_pad(x, self.pad_top, self.pad_bottom)
 
@@ -133,6 +210,8 @@ class AnalysisModule(nn.Module):
         bn = (background - self.mean[:, None, None]) / self.std[:, None, None]
         cond = torch.cat([self.static[None].expand(b, -1, -1, -1),
                           clock[:, :, None, None].expand(b, clock.shape[1], h, w)], dim=1)
-        inc = self.net(self._pad(bn), {g: self._pad(o) for g, o in obs.items()}, present, self._pad(cond))
+        inn, flag = self._innovations(bn, obs, present) if self.innovations else (None, None)
+        inc = self.net(self._pad(bn), {g: self._pad(o) for g, o in obs.items()}, present, self._pad(cond),
+                       None if inn is None else self._pad(inn), flag)
         inc = inc[..., self.pad_top:self.pad_top + h, :]
         return background + inc * self.inc_std[:, None, None]

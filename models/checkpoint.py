@@ -49,6 +49,8 @@ class CheckpointMeta:
     normalisation: NormStats
     static_source: str
     obs_channels: dict[str, int] = field(default_factory=dict)
+    #: Assimilator only: the channels whose innovations feed the network (``Innovation.to_dict``).
+    innovations: list[dict[str, Any]] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     runtime: str = "torch"
     package_version: str = __version__
@@ -67,7 +69,8 @@ class CheckpointMeta:
                 "channels": self.coords.variables.state_names
                 if self.kind == "assimilator" else self.coords.variables.output_names,
                 "normalisation": self.normalisation.to_dict(), "static_source": self.static_source,
-                "obs_channels": dict(self.obs_channels), "training": self.training,
+                "obs_channels": dict(self.obs_channels), "innovations": list(self.innovations),
+                "training": self.training,
                 "package_version": self.package_version, "weights_sha256": self.weights_sha256,
                 "created": self.created}
 
@@ -83,6 +86,7 @@ class CheckpointMeta:
                        coords=ModelCoords.from_dict(d["coords"]),
                        normalisation=NormStats.from_dict(d["normalisation"]), static_source=d["static_source"],
                        obs_channels={k: int(v) for k, v in d.get("obs_channels", {}).items()},
+                       innovations=list(d.get("innovations", [])),
                        training=d.get("training", {}), runtime=d.get("runtime", "torch"),
                        package_version=d.get("package_version", "?"), weights_sha256=d["weights_sha256"],
                        created=d.get("created", ""))

@@ -7,8 +7,9 @@ and returns the analysis as a state dataset. Registered as runtime ``torch``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +18,7 @@ import xarray as xr
 from fuxiops.catalog import VariableSet
 from fuxiops.errors import DataError
 from fuxiops.grids import Grid
-from fuxiops.models.assimilator_net import AnalysisModule
+from fuxiops.models.assimilator_net import AnalysisModule, Innovation, find_innovations
 from fuxiops.models.base import (TIME, Assimilator, CheckpointError, ModelCoords, check_state, obs_group_arrays,
                                  resolve_device)
 from fuxiops.models.checkpoint import CheckpointMeta, TorchCheckpointed, check_normalisation, load_into
@@ -58,11 +59,20 @@ class TorchAssimilator(TorchCheckpointed, Assimilator):
     def arch(self) -> AssimilatorArch:
         return self.module.arch
 
+    @property
+    def innovations(self) -> list[Innovation]:
+        return list(self.module.innovations)
+
     @classmethod
     def build(cls, arch: AssimilatorArch | str, variables: VariableSet, grid: Grid, obs_channels: Mapping[str, int],
               norm: NormStats | None = None, static: StaticFields | None = None, seed: int = 0,
-              device: str = "cpu") -> "TorchAssimilator":
-        """A fresh (untrained) assimilator for observation groups ``obs_channels`` (name -> channels)."""
+              device: str = "cpu", channel_names: Mapping[str, Sequence[str]] | None = None
+              ) -> "TorchAssimilator":
+        """A fresh (untrained) assimilator for observation groups ``obs_channels`` (name -> channels).
+
+        ``channel_names`` (group -> gridded channel names) enables the innovation branch for every
+        channel that observes a state channel directly.
+        """
         preset = arch if isinstance(arch, str) else "custom"
         a = get_preset(arch).assimilator if isinstance(arch, str) else arch
         for g, n in obs_channels.items():
@@ -73,7 +83,15 @@ class TorchAssimilator(TorchCheckpointed, Assimilator):
         if list(norm.channels) != variables.state_names:
             raise CheckpointError("normalisation channels differ from the assimilator's state channels")
         torch.manual_seed(seed)
-        module = AnalysisModule(a, len(variables.state_channels), dict(obs_channels), torch.from_numpy(static.planes))
+        if channel_names is not None:
+            for g, n in obs_channels.items():
+                if len(channel_names.get(g, ())) != n:
+                    raise DataError(f"observation group {g!r}: {len(channel_names.get(g, ()))} channel names "
+                                    f"for {n} channels")
+        inns = find_innovations({g: channel_names[g] for g in obs_channels}, variables.state_names) \
+            if channel_names is not None else []
+        module = AnalysisModule(a, len(variables.state_channels), dict(obs_channels), torch.from_numpy(static.planes),
+                                innovations=inns)
         module.set_normalisation({"mean": torch.from_numpy(norm.mean), "std": torch.from_numpy(norm.std),
                                   "inc_std": torch.from_numpy(norm.res_std)})
         coords = ModelCoords(VariableSet(variables.upper_air, variables.levels, variables.surface, ()), grid, 0,
@@ -120,6 +138,8 @@ class TorchAssimilator(TorchCheckpointed, Assimilator):
         t = np.datetime64(time, "ns")
         bg = self.background_array(background, t)
         obs = obs_group_arrays(observations, self.module.obs_channels, self.coords.grid)
+        if observations is not None and self.module.innovations:
+            obs = self._state_normalised(observations, obs)
         out = self.analyse_arrays(bg, obs, t)
         used = [g for g, a in obs.items() if a is not None]
         ds = from_channels(out, self.coords.variables.state_channels, self.coords.grid,
@@ -127,11 +147,41 @@ class TorchAssimilator(TorchCheckpointed, Assimilator):
                                   "observation_groups_missing": ",".join(g for g in obs if g not in used)})
         return ds.assign_coords({TIME: t})
 
+    def _state_normalised(self, observations: xr.Dataset, obs: dict[str, np.ndarray | None]
+                          ) -> dict[str, np.ndarray | None]:
+        """Check the innovation channels' names and put their values in the state's normalisation.
+
+        Trained checkpoints grid with the state statistics already (a no-op then); a deployment that
+        grids with per-cycle statistics still gets innovations in the units the network computes them in.
+        """
+        out = dict(obs)
+        for inn in self.module.innovations:
+            arr = out.get(inn.group)
+            if arr is None:
+                continue
+            da = observations[inn.group]
+            cdim = f"{inn.group}_channel"
+            if cdim in da.coords:
+                names = [str(c) for c in da[cdim].values]
+                if names[inn.value] != inn.name or names[inn.mask] != f"{inn.name}_mask":
+                    raise DataError(f"observation group {inn.group!r}: channels {inn.value}/{inn.mask} are "
+                                    f"{names[inn.value]!r}/{names[inn.mask]!r}, the assimilator expects "
+                                    f"{inn.name!r}/{inn.name + '_mask'!r}")
+            stats = json.loads(da.attrs.get("normalisation", "{}")).get(inn.name)
+            mean, std = float(self.norm.mean[inn.state]), float(self.norm.std[inn.state])
+            if stats is not None and not np.allclose(stats, (mean, std), rtol=1e-5):
+                arr = arr.copy()
+                m = arr[inn.mask] > 0
+                arr[inn.value] = np.where(m, (arr[inn.value] * stats[1] + stats[0] - mean) / std, 0.0)
+                out[inn.group] = arr
+        return out
+
     # ------------------------------------------------------------------ checkpoints
     def metadata(self, training: dict[str, Any] | None = None) -> CheckpointMeta:
         return CheckpointMeta(kind=self.kind, preset=self.preset, architecture=self.arch.to_dict(),
                               coords=self.coords, normalisation=self.norm, static_source=self.static_source,
                               obs_channels=self.obs_channels,
+                              innovations=[i.to_dict() for i in self.module.innovations],
                               training=dict(training if training is not None else self.training))
 
     @classmethod
@@ -140,7 +190,8 @@ class TorchAssimilator(TorchCheckpointed, Assimilator):
         arch = meta.assimilator_arch()
         vs = meta.coords.variables
         state = cls.load_weights(path, meta)
-        module = AnalysisModule(arch, len(vs.state_channels), meta.obs_channels, state["static"])
+        module = AnalysisModule(arch, len(vs.state_channels), meta.obs_channels, state["static"],
+                                innovations=[Innovation.from_dict(d) for d in meta.innovations])
         load_into(module, state, str(path))
         check_normalisation(module, meta.normalisation, str(path))
         return cls(module, meta.coords, meta.normalisation, meta.preset, meta.static_source, device,

@@ -69,6 +69,13 @@ class AssimilatorStage(StageOptim):
     """Probability that a sample uses simulated rather than raw observations (0 = raw only)."""
     obs_weight: float = Field(1.0, ge=0)
     """Weight of L_obs in the loss (0 = reanalysis labels only)."""
+    debias_pool: bool = True
+    """Subtract the pool's mean error against the reanalysis (per lead and grid point, training period)
+    from every NWP background, in this stage and in the unroll's warm starts, so that the NWP model's
+    own bias is not learned as a fixed increment that cycling would add to every own background."""
+    innovations: bool = True
+    """Feed observation-minus-background of the directly observed channels to the network (False: it
+    must learn that subtraction itself from the observation and background streams)."""
 
 
 class UnrollStage(StageOptim):

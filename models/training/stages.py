@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -81,7 +82,27 @@ class TrainingData:
             ds = normalise_layout(xr.open_zarr(p, consolidated=None, chunks=None))
             self._pool = BackgroundPool(ds, self.channels, self.cfg.assimilator.min_lead,
                                         self.cfg.assimilator.max_lead)
+            if self.cfg.assimilator.debias_pool:
+                self._pool.bias = self._pool_bias(self._pool)
         return self._pool
+
+    def _pool_bias(self, pool: BackgroundPool) -> dict[int, np.ndarray]:
+        """The pool's mean error against the reanalysis per lead over the training period, computed once
+        per world and period (``training/nwp_bias.npz``)."""
+        path = self.cfg.world_path / "training" / "nwp_bias.npz"
+        key = f"{self.cfg.train_period.start}|{self.cfg.train_period.end}|{self.variables.state_names}"
+        if path.is_file():
+            with np.load(path) as f:
+                if str(f["key"]) == key:
+                    return {int(k[5:]): f[k] for k in f.files if k.startswith("lead_")}
+        start, end = np.datetime64(self.cfg.train_period.start, "ns"), np.datetime64(self.cfg.train_period.end, "ns")
+        bias = pool.estimate_bias(self.reanalysis, start, end, progress=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"nwp_bias.{os.getpid()}.tmp.npz")  # DDP ranks each write their own, then rename
+        np.savez(tmp, key=np.array(key), **{f"lead_{k}": v for k, v in bias.items()})
+        tmp.replace(path)
+        log.info("NWP pool bias over %s .. %s written to %s", start, end, path)
+        return bias
 
     def static(self) -> StaticFields:
         p = self.cfg.world_path / "static.zarr"
@@ -109,6 +130,10 @@ class TrainingData:
                 return {k: v for k, v in g.n_channels().items() if k in self.cfg.obs_groups}
         raise DataError(f"no gridded observations under {self.cfg.world_path / 'training'}: run "
                         "`fuxiops train prepare` first")
+
+    def obs_channel_names(self) -> dict[str, list[str]]:
+        src = self.obs["raw"] or self.obs["sim"]
+        return {} if src is None else {g: src.channels(g) for g in self.obs_groups()}
 
     def obs_at(self, t: np.datetime64, simulated: bool) -> dict[str, np.ndarray]:
         src = self.obs["sim" if simulated else "raw"]
@@ -282,7 +307,8 @@ def train_assimilator(cfg: TrainConfig, info: DistInfo | None = None, progress: 
     data = TrainingData(cfg)
     groups = data.obs_groups()
     asm = TorchAssimilator.build(cfg.preset, data.variables, data.grid, groups, data.normalisation(),
-                                 data.static(), seed=cfg.seed + 1)
+                                 data.static(), seed=cfg.seed + 1,
+                                 channel_names=data.obs_channel_names() if cfg.assimilator.innovations else None)
     module = asm.module.train()
     pool = data.pool
     kinds = data.require_obs(cfg.assimilator.sim_fraction, "assimilator")

@@ -204,8 +204,11 @@ def _untrained_network(cfg: FuxiopsConfig, device: str, kind: str,
     else:
         from fuxiops.models.torch_assimilator import TorchAssimilator
 
+        from fuxiops.pipeline.obs import gridding
+
         net = TorchAssimilator.build(preset, cfg.variable_set, cfg.grid_spec, obs_channels=obs_group_channels(cfg),
-                                     norm=norm, seed=cfg.world.seed, device=device)
+                                     norm=norm, seed=cfg.world.seed, device=device,
+                                     channel_names=gridding.gridded_channels(cfg.variable_set, cfg.grid_spec, cfg))
     zeroed = _zero_output_head(net, kind)
     net.save(path, training={"untrained": True, "normalisation_from": src or cfg.cold_start.source,
                              "output_head": "zero-initialised" if zeroed else "random",

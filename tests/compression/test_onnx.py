@@ -105,7 +105,10 @@ def test_assimilator_export_parity(tmp_path: Path) -> None:
 
     from .conftest import GRID, VARS
 
-    asm = TorchAssimilator.build("tiny", VARS, GRID, obs_channels={"synop": 3, "temp": 2})
+    # synop observes t2m directly: the exported graph includes the innovation branch.
+    asm = TorchAssimilator.build("tiny", VARS, GRID, obs_channels={"synop": 3, "temp": 2},
+                                 channel_names={"synop": ["t2m", "t2m_mask", "rh"], "temp": ["a", "b"]})
+    assert asm.innovations
     asm.save(tmp_path / "asm")
     rep = export_assimilator(tmp_path / "asm", tmp_path / "asm.onnx", exporter="legacy")
     assert rep["parity_max_abs_normalised"] <= PARITY_TOLERANCE

@@ -88,3 +88,102 @@ def test_observation_and_background_errors_are_named(asm, grid11, grid5, states1
                             coords={"latitude": grid11.latitudes, "longitude": grid11.longitudes})
     with pytest.raises(DataError, match="synop_channel"):
         asm.analyse(bg, wrong_dims, t)
+
+
+# ------------------------------------------------------------------ innovations
+
+NAMES = {"synop": ["t2m", "t2m_mask", "msl_extra"], "temp": ["t850", "t850_mask", "z500", "z500_mask", "rh"]}
+
+
+@pytest.fixture
+def asm_inn(grid11) -> TorchAssimilator:
+    return TorchAssimilator.build("tiny", SMALL_VARS, grid11, GROUPS, seed=0, channel_names=NAMES)
+
+
+def _named_obs(asm: TorchAssimilator, bg: xr.Dataset, grid: Grid, normalisation: dict | None = None
+               ) -> xr.Dataset:
+    """Observations of t2m, t850 and z500 at a third of the cells, normalised like the state."""
+    import json
+
+    rng = np.random.default_rng(3)
+    x = asm.background_array(bg, bg.time.values)
+    names = asm.coords.variables.state_names
+    mean, std = asm.norm.mean, asm.norm.std
+    out = {}
+    for g, chans in NAMES.items():
+        arr = np.zeros((len(chans), *grid.shape), np.float32)
+        for i, c in enumerate(chans):
+            if c in names:
+                m = rng.random(grid.shape) < 0.33
+                si = names.index(c)
+                value = x[si] + rng.normal(0, 2.0, grid.shape)
+                m_, s_ = (normalisation or {}).get(c, (mean[si], std[si]))
+                arr[i] = np.where(m, (value - m_) / s_, 0.0)
+                arr[chans.index(f"{c}_mask")] = m
+        attrs = {"normalisation": json.dumps({c: list(v) for c, v in (normalisation or {}).items()})}
+        out[g] = ((f"{g}_channel", "latitude", "longitude"), arr, attrs)
+    return xr.Dataset(out, coords={"latitude": grid.latitudes, "longitude": grid.longitudes,
+                                   **{f"{g}_channel": c for g, c in NAMES.items()}})
+
+
+def test_innovations_are_found_by_name_and_travel_with_the_checkpoint(asm_inn, tmp_path) -> None:
+    assert sorted((i.group, i.name, i.value, i.mask) for i in asm_inn.innovations) == \
+        [("synop", "t2m", 0, 1), ("temp", "t850", 0, 1), ("temp", "z500", 2, 3)]
+    asm_inn.save(tmp_path / "a")
+    back = TorchAssimilator.load(tmp_path / "a")
+    assert back.innovations == asm_inn.innovations
+    assert back.module.net.innovation is not None
+
+
+def test_innovation_is_observation_minus_background_in_increment_units(asm_inn, grid11, states11) -> None:
+    bg = states11.isel(time=1)
+    x = torch.from_numpy(asm_inn.background_array(bg, bg.time.values))[None]
+    obs = _named_obs(asm_inn, bg, grid11)
+    m = asm_inn.module
+    bn = (x - m.mean[:, None, None]) / m.std[:, None, None]
+    tens = {g: torch.from_numpy(obs[g].values)[None] for g in GROUPS}
+    inn, flag = m._innovations(bn, tens, torch.ones(1, 2))
+    k = [i.name for i in m.innovations].index("t850")
+    spec = m.innovations[k]
+    si = spec.state
+    mask = obs["temp"].values[spec.mask] > 0
+    obs_phys = obs["temp"].values[spec.value] * m.std[si].item() + m.mean[si].item()
+    want = (obs_phys - x[0, si].numpy()) / m.inc_std[si].item()
+    np.testing.assert_allclose(inn[0, k].numpy()[mask], np.clip(want[mask], -20, 20), rtol=1e-4, atol=1e-4)
+    assert np.all(inn[0, k].numpy()[~mask] == 0) and float(flag) == 1.0
+    # Groups masked: innovations are zero and the branch adds nothing (the background-only path).
+    inn0, flag0 = m._innovations(bn, tens, torch.zeros(1, 2))
+    assert float(inn0.abs().sum()) == 0 and float(flag0) == 0.0
+
+
+def test_analysis_follows_an_observed_departure(asm_inn, grid11, states11) -> None:
+    """Changing observed values changes the analysis through the innovation branch."""
+    bg = states11.isel(time=1)
+    t = bg.time.values
+    obs = _named_obs(asm_inn, bg, grid11)
+    shifted = obs.copy(deep=True)
+    mask = shifted["synop"].values[1] > 0
+    shifted["synop"].values[0][mask] += 1.0
+    assert not np.array_equal(asm_inn.analyse(bg, obs, t)["t2m"].values,
+                              asm_inn.analyse(bg, shifted, t)["t2m"].values)
+
+
+def test_observations_gridded_with_other_statistics_give_the_same_analysis(asm_inn, grid11, states11) -> None:
+    """Innovations are computed in the state's normalisation whatever statistics the gridding used."""
+    bg = states11.isel(time=1)
+    t = bg.time.values
+    names = asm_inn.coords.variables.state_names
+    same = _named_obs(asm_inn, bg, grid11)
+    other_stats = {c: (float(asm_inn.norm.mean[names.index(c)]) + 3.0, float(asm_inn.norm.std[names.index(c)]) * 2)
+                   for c in ("t2m", "t850", "z500")}
+    other = _named_obs(asm_inn, bg, grid11, normalisation=other_stats)
+    np.testing.assert_allclose(asm_inn.analyse(bg, same, t)["t"].values, asm_inn.analyse(bg, other, t)["t"].values,
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_wrong_innovation_channel_names_are_named(asm_inn, grid11, states11) -> None:
+    bg = states11.isel(time=1)
+    obs = _named_obs(asm_inn, bg, grid11)
+    swapped = obs.assign_coords(temp_channel=["z500", "z500_mask", "t850", "t850_mask", "rh"])
+    with pytest.raises(DataError, match="'temp': channels .* the assimilator expects"):
+        asm_inn.analyse(bg, swapped, bg.time.values)

@@ -118,3 +118,35 @@ def test_missing_simulated_store_is_an_error_not_a_swap(tiny_world: Path, tmp_pa
     t = data.times[0]
     assert data.has_obs(t, ("raw",)) and not data.has_obs(t, ("raw", "sim"))
     assert data.obs_at(t, simulated=True) == {}
+
+
+def test_nwp_pool_bias_is_estimated_per_lead_and_removed(tiny_world: Path, tmp_path: Path) -> None:
+    """A pool 3 K too warm at 2 m gives backgrounds without that offset; the estimate is cached per period."""
+    import shutil
+
+    import xarray as xr
+
+    from fuxiops.models.training.stages import TrainingData
+
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world, world, ignore=shutil.ignore_patterns("nwp.zarr", "nwp_bias.npz"))
+    nwp = xr.open_zarr(tiny_world / "nwp.zarr").load()
+    (nwp.assign(t2m=nwp.t2m + 3.0)).to_zarr(world / "nwp.zarr", mode="w")
+    cfg = _cfg(world, tmp_path / "run")
+    data = TrainingData(cfg)
+    pool = data.pool
+    ti = data.variables.state_names.index("t2m")
+    assert set(pool.bias) >= set(pool.steps)
+    for lead in pool.steps:
+        assert float(pool.bias[lead][ti].mean()) == pytest.approx(3.0, abs=0.2)
+    t = data.times[8]
+    lead = pool.leads_valid_at(t)[-1]
+    d = pool.background(t, lead)[ti] - data.reanalysis.at(t)[ti]
+    assert abs(float(d.mean())) < 0.2
+    cache = world / "training" / "nwp_bias.npz"
+    stamp = cache.stat().st_mtime_ns
+    assert TrainingData(cfg).pool.bias.keys() == pool.bias.keys() and cache.stat().st_mtime_ns == stamp
+    off = TrainingData(cfg.model_copy(update={"assimilator": cfg.assimilator.model_copy(
+        update={"debias_pool": False})}))
+    raw = off.pool.background(t, lead)[ti] - data.reanalysis.at(t)[ti]
+    assert float(raw.mean()) == pytest.approx(3.0, abs=0.2)
