@@ -285,8 +285,8 @@ def forecast_claim(forecaster: Path, ana: xr.Dataset, world: Path, truth: xr.Dat
     """Claim 1: forecasts started from the cycled analyses vs persistence (every lead) and vs the
     world's NWP (share of (variable, lead) cells on RMSE, target 80%)."""
     fc = TorchForecaster.load(forecaster)
-    # Only initialisations whose whole forecast lies inside the world's truth.
-    # and that the NWP was started at too (it is compared at the same initialisations).
+    # Only initialisations whose whole forecast lies inside the world's truth and at which the NWP was
+    # started too (it is compared at the same initialisations).
     nwp = xr.open_zarr(world / "nwp.zarr")
     last_valid = truth.time.values[-1] - np.timedelta64(6 * steps, "h")
     nwp_inits = set(nwp.time.values)

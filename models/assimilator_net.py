@@ -169,6 +169,7 @@ class AnalysisModule(nn.Module):
                 raise ValueError(f"innovation {inn} does not fit groups {obs_channels} and {n_state} states")
         self.innovations = list(innovations)
         self._inn_index = [(groups.index(i.group), i.group, i.value, i.mask, i.state) for i in self.innovations]
+        self._inn_groups = sorted({gi for gi, *_ in self._inn_index})
         self.net = AssimNet(arch, n_state, obs_channels, static.shape[0] + n_clock, len(self.innovations))
         self.register_buffer("static", static.float().clone())
         for name in ("mean", "std", "inc_std"):
@@ -196,8 +197,7 @@ class AnalysisModule(nn.Module):
             d = (obs[g][:, vi] - bn[:, si]) * (self.std[si] / self.inc_std[si])
             values.append((d * m).clamp(-INNOVATION_CLIP, INNOVATION_CLIP))
             masks.append(m)
-        groups = sorted({gi for gi, *_ in self._inn_index})
-        return torch.stack(values + masks, dim=1), present[:, groups].amax(dim=1)
+        return torch.stack(values + masks, dim=1), present[:, self._inn_groups].amax(dim=1)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         return pole_pad(x, self.pad_top, self.pad_bottom)

@@ -221,17 +221,13 @@ class GriddedObservations:
         observes (``t2m``, ``t850``) and its availability ``<name>_mask``; the
         normalisation is the group's ``normalisation`` attribute (JSON: name -> [mean, std]).
         """
+        from fuxiops.models.assimilator_net import find_innovations  # the same naming rule as the network's
+
+        direct = find_innovations({g: self.channels(g) for g in groups if g in self.groups}, state_names)
         out = []
-        for g in groups:
-            if g not in self.groups:
-                continue
-            names = self.channels(g)
-            norm = json.loads(self.ds[g].attrs.get("normalisation", "{}"))
-            for si, s in enumerate(state_names):
-                if s in names and f"{s}_mask" in names:
-                    mean, std = norm.get(s, (0.0, 1.0))
-                    out.append(InsituTarget(g, names.index(s), names.index(f"{s}_mask"), si, float(std),
-                                            float(mean)))
+        for d in direct:
+            mean, std = json.loads(self.ds[d.group].attrs.get("normalisation", "{}")).get(d.name, (0.0, 1.0))
+            out.append(InsituTarget(d.group, d.value, d.mask, d.state, float(std), float(mean)))
         return out
 
 
