@@ -48,7 +48,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "full": {},
     # Equal compute: the unroll stage's network passes go to stage 2 and stage 4 instead.
     "no_unroll": {"skip": ["unroll"], "equal_compute": True},
-    "reanalysis_labels": {"assimilator": {"obs_weight": 0.0}, "unroll": {"obs_weight": 0.0}},
+    "reanalysis_labels": {"assimilator": {"obs_weight": 0.0}, "unroll": {"obs_weight": 0.0},
+                          "cycled": {"obs_weight": 0.0}},
     "raw_only": {"assimilator": {"sim_fraction": 0.0}, "unroll": {"sim_fraction": 0.0}},
 }
 LOWER_TROPOSPHERE = (700, 850, 925, 1000)
@@ -58,7 +59,7 @@ def variant_config(base: dict[str, Any], variant: str, work: Path) -> tuple[dict
     """The campaign of one variant and the stages it runs."""
     spec = VARIANTS[variant]
     data = json.loads(json.dumps(base, default=str))
-    for stage in ("assimilator", "unroll"):
+    for stage in ("assimilator", "unroll", "cycled"):
         if stage in spec:
             data[stage] = {**data.get(stage, {}), **spec[stage]}
     if spec.get("equal_compute"):
@@ -103,7 +104,7 @@ def plan_training(base: dict[str, Any], variants: list[str], work: Path
     """Distinct stages over all variants (by stage_key) and each variant's (campaign, stages, keys).
 
     Stages 1 and 2 depend on nothing (the assimilator learns from NWP backgrounds, not
-    from the forecaster); the unroll and the fine-tune need every earlier stage of their chain.
+    from the forecaster); the unroll, the fine-tune and stage 5 need every earlier stage of their chain.
     """
     tasks: dict[str, StageTask] = {}
     chains = {}
@@ -113,7 +114,7 @@ def plan_training(base: dict[str, Any], variants: list[str], work: Path
         for s in stages:
             key = stage_key(data, stages, s)
             if key not in tasks:
-                deps = list(keys) if s in ("unroll", "finetune") else []
+                deps = list(keys) if s in ("unroll", "finetune", "cycled") else []
                 tasks[key] = StageTask(v, s, data, deps)
             keys.append(key)
         chains[v] = (data, stages, keys)

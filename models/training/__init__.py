@@ -1,1 +1,1 @@
-"""Training of the FuXiWeather2 networks: data, the four stages, the engine (resume, DDP)."""
+"""Training of the FuXiWeather2 networks: data, the five stages, the engine (resume, DDP)."""

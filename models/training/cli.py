@@ -1,4 +1,4 @@
-"""``fuxiops train``: the four FuXiWeather2 training stages as commands.
+"""``fuxiops train``: the FuXiWeather2 training stages as commands.
 
 Here ``--config`` names the training campaign YAML (see
 ``models/training/config.py``): world folder, output folder, preset, training
@@ -15,7 +15,7 @@ import typer
 
 from fuxiops.cli.common import console
 
-app = typer.Typer(help="Train the FuXiWeather2 networks (prepare, then stages 1-4).", no_args_is_help=True)
+app = typer.Typer(help="Train the FuXiWeather2 networks (prepare, then stages 1-5).", no_args_is_help=True)
 
 ConfigOpt = typer.Option(..., "--config", "-c", help="Training campaign YAML (world, out, preset, period, stages).")
 
@@ -65,13 +65,15 @@ _stage("assimilator", "Stage 2: assimilator pretraining on NWP-pool backgrounds 
 _stage("unroll", "Stage 3: recursive unrolling, K cycles of analysis -> forecast -> background, "
        "gradients through both networks and time (L_state + L_obs).")
 _stage("finetune", "Stage 4: forecaster multi-step fine-tune with growing autoregressive steps.")
+_stage("cycled", "Stage 5: the assimilator adapts to the backgrounds of its own cycling (rounds of: cycle the "
+       "pair on the training period with raw observations, train on the backgrounds met).")
 
 
 @app.command("all")
 def all_stages(config: Path = ConfigOpt,
                skip: list[str] = typer.Option([], "--skip", help="Stages to skip (e.g. --skip unroll for the "
                                               "ablation without recursive unrolling).")) -> None:
-    """Run prepare (if needed) and the four stages in order."""
+    """Run prepare (if needed) and the stages in order."""
     from fuxiops.models.training.prepare import prepare_campaign
     from fuxiops.models.training.stages import STAGE_FUNCTIONS, STAGES
 

@@ -98,8 +98,30 @@ class FinetuneStage(StageOptim):
     checkpointing: bool = True
 
 
+class CycledStage(StageOptim):
+    """Stage 5: the assimilator adapts to the backgrounds of its own cycling (the closed loop).
+
+    Stages 2 and 3 show the assimilator NWP backgrounds and chains of at most ``unroll.cycles``
+    cycles; cycling for weeks visits states neither produced (its own drift). Each round cycles
+    the current pair on its own 6-hour forecasts with raw observations, as the operational
+    cycle does, over ``chains`` stretches of the training period, then trains the assimilator
+    (``total_steps`` per round) on those backgrounds mixed with NWP-pool samples.
+    """
+
+    rounds: int = Field(2, ge=0)
+    """Collect-then-train rounds (0 skips the stage); each round cycles with the previous round's result."""
+    chains: int = Field(16, ge=1)
+    """Cycling chains per round, started at times spread evenly over the training period."""
+    chain_cycles: int = Field(40, ge=2)
+    """Cycles per chain (40 = 10 days)."""
+    nwp_fraction: float = Field(0.25, ge=0, le=1)
+    """Share of training draws that are stage-2 samples (NWP-pool backgrounds), so that what the
+    assimilator learned there is kept."""
+    obs_weight: float = Field(1.0, ge=0)
+
+
 class TrainConfig(_M):
-    """A training campaign: data, networks and the four stages."""
+    """A training campaign: data, networks and the five stages."""
 
     world: str
     """Folder with reanalysis.zarr, nwp.zarr, static.zarr and the gridded observations
@@ -121,6 +143,7 @@ class TrainConfig(_M):
     assimilator: AssimilatorStage = Field(default_factory=AssimilatorStage)
     unroll: UnrollStage = Field(default_factory=lambda: UnrollStage(lr=1e-4, total_steps=200, batch_size=1))
     finetune: FinetuneStage = Field(default_factory=lambda: FinetuneStage(lr=1e-4, total_steps=200, batch_size=1))
+    cycled: CycledStage = Field(default_factory=lambda: CycledStage(lr=1e-4, total_steps=300, warmup_steps=20))
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

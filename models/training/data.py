@@ -159,6 +159,22 @@ class BackgroundPool:
         t = np.datetime64(t, "ns")
         return [s for s in self.steps if (t - np.timedelta64(s, "h")) in self._init_index]
 
+    def cold_start_lead(self, t: np.datetime64) -> int | None:
+        """The shortest lead of any stored forecast valid at ``t`` (None: no forecast is)."""
+        t = np.datetime64(t, "ns")
+        leads = [s for s in self._step_index if (t - np.timedelta64(s, "h")) in self._init_index]
+        return min(leads) if leads else None
+
+    def cold_start(self, t: np.datetime64) -> np.ndarray:
+        """The NWP state valid at ``t`` from its shortest stored lead, as it is (not debiased): what a
+        cycle starting from an external centre's analysis or short forecast takes."""
+        lead = self.cold_start_lead(t)
+        if lead is None:
+            raise DataError(f"no NWP forecast valid at {t} to cold-start from")
+        ds = self.ds.isel(time=self._init_index[np.datetime64(t, "ns") - np.timedelta64(lead, "h")],
+                          step=self._step_index[lead])
+        return to_channels(ds, self.channels)
+
     def background(self, t: np.datetime64, lead: int) -> np.ndarray:
         init = np.datetime64(t, "ns") - np.timedelta64(lead, "h")
         return self.forecast(init, lead)

@@ -1,4 +1,4 @@
-"""The training engine shared by all four stages: optimiser, schedule, resumable state, DDP, metrics.
+"""The training engine shared by all stages: optimiser, schedule, resumable state, DDP, metrics.
 
 A stage supplies a model (one ``nn.Module`` holding every trained network), a
 deterministic sample order and a loss function; the engine does the rest:
@@ -226,31 +226,44 @@ class StageResult:
     final_metrics: dict[str, float]
 
 
-def sample_order(n_samples: int, total_steps: int, batch_size: int, seed: int) -> Iterator[list[int]]:
-    """Global batches of sample indices: seeded permutations, epoch after epoch (deterministic)."""
+def sample_order(n_samples: int, total_steps: int, batch_size: int, seed: int,
+                 weights: Sequence[float] | None = None) -> Iterator[list[int]]:
+    """Global batches of sample indices: seeded permutations, epoch after epoch (deterministic).
+
+    With ``weights`` each epoch is ``n_samples`` seeded draws with replacement, sample ``i``
+    drawn with probability proportional to ``weights[i]`` (mixing sources of unequal size).
+    """
     if n_samples <= 0:
         raise FuxiopsError("the training set is empty: check the data period and stores")
+    p = None
+    if weights is not None:
+        w = np.asarray(weights, dtype=np.float64)
+        if w.shape != (n_samples,) or not np.all(np.isfinite(w)) or w.min() < 0 or w.sum() <= 0:
+            raise FuxiopsError(f"sample weights must be {n_samples} finite non-negative numbers, not all zero")
+        p = w / w.sum()
     rng = np.random.default_rng(seed)
     perm: list[int] = []
     for _ in range(total_steps):
         batch = []
         while len(batch) < batch_size:
             if not perm:
-                perm = list(rng.permutation(n_samples))
+                perm = list(rng.permutation(n_samples) if p is None else rng.choice(n_samples, n_samples, p=p))
             batch.append(int(perm.pop()))
         yield batch
 
 
 def train(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, cfg: OptimConfig, out: Path,
           stage: str, info: DistInfo | None = None, resume: bool = True, progress: bool = True,
-          stop_after: int | None = None, load_fn: LoadFn | None = None) -> StageResult:
+          stop_after: int | None = None, load_fn: LoadFn | None = None,
+          weights: Sequence[float] | None = None) -> StageResult:
     """Run (or resume) one stage; ``loss_fn(model, batch, step)`` returns (loss, metrics).
 
     With ``load_fn(sample_indices, step)`` the batch is what it returns, read in a
     thread one step ahead so that reading the stores overlaps the previous step's
     compute (it must depend only on its arguments); without it the batch is the
     list of sample indices. ``stop_after`` ends the process-local run early after
-    that many steps (for tests of resuming).
+    that many steps (for tests of resuming). ``weights`` biases the sample draws
+    (see ``sample_order``).
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -267,7 +280,7 @@ def train(model: torch.nn.Module, loss_fn: LossFn, n_samples: int, cfg: OptimCon
         start = int(meta["step"])
         log.info("resumed %s at step %d", stage, start)
     broadcast_parameters(model, info)
-    batches = sample_order(n_samples, cfg.total_steps, cfg.batch_size * info.world_size, cfg.seed)
+    batches = sample_order(n_samples, cfg.total_steps, cfg.batch_size * info.world_size, cfg.seed, weights)
     metrics_path = out / "metrics.csv"
     if start == 0 and metrics_path.exists() and info.is_main:
         metrics_path.unlink()

@@ -65,14 +65,12 @@ def cycle_offline(forecaster: Forecaster, assimilator: Assimilator, world: Path,
     dep = load_config(None, grid=grid.name, variables=_preset_of(coords.variables))
     stats = load_obs_stats(world)
     pool = BackgroundPool(normalise_layout(xr.open_zarr(world / "nwp.zarr", consolidated=None, chunks=None)),
-                          chans, min_lead=0, max_lead=240)
+                          chans)
     t0 = np.datetime64(start, "ns")
-    leads = sorted(pool.leads_valid_at(t0))
-    prev_leads = sorted(pool.leads_valid_at(t0 - H6))
-    if not leads or not prev_leads:
+    if pool.cold_start_lead(t0) is None or pool.cold_start_lead(t0 - H6) is None:
         raise DataError(f"no NWP forecast valid at {t0} and {t0 - H6} to cold-start the cycling from")
-    bg = pool.background(t0, leads[0])
-    prev = pool.background(t0 - H6, prev_leads[0])
+    bg = pool.cold_start(t0)
+    prev = pool.cold_start(t0 - H6)
     for k in tqdm(range(n_cycles), desc=f"cycling ({obs_kind} obs)", disable=not progress):
         t = t0 + k * H6
         bg_ds = from_channels(bg, chans, grid).assign_coords(time=t)

@@ -1,4 +1,4 @@
-"""The four training stages of FuXiWeather2 on top of the engine.
+"""The training stages of FuXiWeather2 (the paper's four and a closed-loop fifth) on top of the engine.
 
 1. ``forecaster``: one-step pretraining, latitude-weighted L1 on reanalysis;
 2. ``assimilator``: backgrounds from the offline NWP pool (6-180 h leads),
@@ -6,7 +6,9 @@
 3. ``unroll``: K cycles of analysis -> forecast -> next background, warm-started
    from offline forecasts, gradients through both networks and through time;
    L_joint = L_state + L_obs on every analysis and every background;
-4. ``finetune``: forecaster multi-step fine-tune, autoregressive steps growing.
+4. ``finetune``: forecaster multi-step fine-tune, autoregressive steps growing;
+5. ``cycled``: the assimilator adapts to the backgrounds of its own cycling with the
+   final forecaster (``cycled.py``; ``cycled.rounds: 0`` skips it).
 
 Each stage reads the previous stage's checkpoint, writes its own under
 ``out/<stage>/`` and records its provenance (configuration, data checksums,
@@ -42,7 +44,7 @@ from fuxiops.models.training.losses import lat_weighted_l1, lat_weights_tensor, 
 
 log = get_logger("fuxiops.models.training")
 
-STAGES = ("forecaster", "assimilator", "unroll", "finetune")
+STAGES = ("forecaster", "assimilator", "unroll", "finetune", "cycled")
 H6 = np.timedelta64(6, "h")
 
 
@@ -224,10 +226,10 @@ def _stage_dir(cfg: TrainConfig, stage: str) -> Path:
     return cfg.out_path / stage
 
 
-def _latest(cfg: TrainConfig, kind: str, before: str) -> Path:
-    """The newest checkpoint of ``kind`` written by a stage before ``before``."""
+def _latest(cfg: TrainConfig, kind: str, before: str | None) -> Path:
+    """The newest checkpoint of ``kind`` written by a stage before ``before`` (None: by any stage)."""
     order = list(STAGES)
-    for stage in reversed(order[:order.index(before)]):
+    for stage in reversed(order[:order.index(before)] if before else order):
         p = _stage_dir(cfg, stage) / kind
         if (p / "metadata.json").is_file():
             return p
@@ -493,12 +495,18 @@ def train_finetune(cfg: TrainConfig, info: DistInfo | None = None, progress: boo
     return out / "forecaster"
 
 
+def train_cycled(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = True,
+                 stop_after: int | None = None) -> Path:
+    """Stage 5 (``models/training/cycled.py``)."""
+    from fuxiops.models.training.cycled import train_cycled as run
+
+    return run(cfg, info, progress, stop_after)
+
+
 STAGE_FUNCTIONS = {"forecaster": train_forecaster, "assimilator": train_assimilator, "unroll": train_unroll,
-                   "finetune": train_finetune}
+                   "finetune": train_finetune, "cycled": train_cycled}
 
 
 def final_checkpoints(cfg: TrainConfig) -> dict[str, Path]:
     """The newest forecaster and assimilator of a campaign (what the cycle should use)."""
-    finetuned = _stage_dir(cfg, "finetune") / "forecaster"
-    forecaster = finetuned if (finetuned / "metadata.json").is_file() else _latest(cfg, "forecaster", "finetune")
-    return {"forecaster": forecaster, "assimilator": _latest(cfg, "assimilator", "finetune")}
+    return {"forecaster": _latest(cfg, "forecaster", None), "assimilator": _latest(cfg, "assimilator", None)}

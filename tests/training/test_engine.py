@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from fuxiops.models.training.engine import OptimConfig, lr_factor, train
+from fuxiops.errors import FuxiopsError
+from fuxiops.models.training.engine import OptimConfig, lr_factor, sample_order, train
 
 X = torch.linspace(-1, 1, 64).reshape(-1, 1).repeat(1, 4) * torch.tensor([1.0, -2.0, 0.5, 3.0])
 Y = (X @ torch.tensor([[0.3], [0.1], [-0.4], [0.2]])).squeeze(-1) + 0.7
@@ -36,6 +37,18 @@ def test_schedule_warmup_then_cosine() -> None:
     f = [lr_factor(s, CFG) for s in range(CFG.total_steps)]
     assert f[0] == pytest.approx(1 / 3) and f[2] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(f[3:], f[4:])) and f[-1] >= CFG.min_lr_ratio
+
+
+def test_weighted_sample_order_follows_the_weights() -> None:
+    """Mixing sources of unequal size: draws follow the weights, zero weight is never drawn, and the
+    order is the same every time (resuming replays it)."""
+    w = [0.0, 1.0, 3.0]
+    draws = [i for b in sample_order(3, 400, 5, seed=7, weights=w) for i in b]
+    assert draws == [i for b in sample_order(3, 400, 5, seed=7, weights=w) for i in b]
+    counts = [draws.count(i) for i in range(3)]
+    assert counts[0] == 0 and 2.6 < counts[2] / counts[1] < 3.4
+    with pytest.raises(FuxiopsError, match="weights"):
+        next(sample_order(3, 1, 1, seed=0, weights=[1.0, -1.0, 1.0]))
 
 
 def test_kill_and_resume_equals_uninterrupted(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The four training stages end to end on a tiny world, and the losses."""
+"""The training stages end to end on a tiny world, and the losses."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from fuxiops.models.training.config import TrainConfig, load_train_config
 from fuxiops.models.training.data import InsituTarget
 from fuxiops.models.training.losses import obs_loss
 from fuxiops.models.training.stages import (final_checkpoints, prepare_normalisation, rollout_steps,
-                                            train_assimilator, train_finetune, train_forecaster, train_unroll)
+                                            train_assimilator, train_cycled, train_finetune, train_forecaster,
+                                            train_unroll)
 
 FAST = {"total_steps": 3, "warmup_steps": 1, "batch_size": 1, "checkpoint_every": 3, "log_every": 1}
 
@@ -25,10 +26,11 @@ def _cfg(world: Path, out: Path) -> TrainConfig:
                        train_period={"start": "2023-01-01", "end": "2023-01-08T18"},
                        obs_groups=["surface", "radiance"], insitu_groups=["surface"],
                        forecaster=FAST, assimilator={**FAST, "max_lead": 24},
-                       unroll={**FAST, "cycles": 2}, finetune={**FAST, "max_rollout": 3})
+                       unroll={**FAST, "cycles": 2}, finetune={**FAST, "max_rollout": 3},
+                       cycled={**FAST, "rounds": 2, "chains": 2, "chain_cycles": 3})
 
 
-def test_four_stages_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
+def test_stages_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     cfg = _cfg(tiny_world, tmp_path / "run")
     stats = prepare_normalisation(cfg)
     assert stats.std.min() > 0 and len(stats.channels) == 56
@@ -44,8 +46,10 @@ def test_four_stages_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     assert any(not torch.equal(a, b) for a, b in zip(fc1.module.parameters(), fc2.module.parameters()))
     assert any(not torch.equal(a, b) for a, b in zip(as1.module.parameters(), as2.module.parameters()))
     f4 = train_finetune(cfg, progress=False)
+    _check_cycled_stage(cfg, f4, tmp_path / "run")
     final = final_checkpoints(cfg)
     assert final["forecaster"] == f4
+    assert final["assimilator"] == tmp_path / "run" / "cycled" / "assimilator"
     fc4 = TorchForecaster.load(f4)
     assert set(fc4.training["stages"]) == {"forecaster", "unroll", "finetune"}
     assert fc4.training["data_sha256"]["reanalysis.zarr"]
@@ -67,8 +71,42 @@ def test_four_stages_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     assert shipped.training["stages"].keys() == fc4.training["stages"].keys()
     assert not (tmp_path / "ship" / "forecaster" / "training_state").exists()
     record = (tmp_path / "ship" / "training_record.md").read_text()
-    assert "| finetune | 3 |" in record and "| assimilator | 3 |" in record
+    assert "| finetune | 3 |" in record and "| assimilator | 3 |" in record and "| cycled | 3 |" in record
     assert (tmp_path / "ship" / "campaign.yaml").read_text() == campaign.read_text()
+
+
+def _check_cycled_stage(cfg: TrainConfig, forecaster: Path, run: Path) -> None:
+    """Stage 5 cycles the pair on its own forecasts and trains the assimilator on what it met."""
+    from fuxiops.models.training.cycled import OwnBackgrounds
+    from fuxiops.models.training.stages import TrainingData, _clock, _obs_tensors
+
+    before = TorchAssimilator.load(run / "unroll" / "assimilator")
+    out = train_cycled(cfg, progress=False)
+    after = TorchAssimilator.load(out)
+    assert any(not torch.equal(a, b) for a, b in zip(before.module.parameters(), after.module.parameters()))
+    rounds = [OwnBackgrounds(run / "cycled" / f"round_{r}" / "own") for r in (1, 2)]
+    assert all(len(o) == 2 * 3 for o in rounds)
+    assert rounds[0].stats["starts"] != rounds[1].stats["starts"]  # each round cycles other weather
+    # Round 1's second background is the forecaster's 6-hour forecast from the first analysis.
+    data = TrainingData(cfg)
+    fc = TorchForecaster.load(forecaster)
+    o = rounds[0]
+    t0 = np.datetime64(o.times[0], "ns")
+    obs, present = _obs_tensors(data, before.obs_channels, [t0], [False])
+    with torch.no_grad():
+        bg0 = torch.from_numpy(np.array(o.array[:1]))
+        ana = before.module.eval()(bg0, obs, present, _clock([t0]))
+        prev = torch.from_numpy(data.pool.cold_start(t0 - np.timedelta64(6, "h")))
+        nxt = fc.module.eval()(torch.stack([prev[None], ana], 1), _clock([t0 + np.timedelta64(6, "h")]))
+    np.testing.assert_allclose(np.array(o.array[1]), nxt[0, :len(data.channels)].numpy(), rtol=1e-5, atol=1e-3)
+    assert o.times[1] - o.times[0] == np.timedelta64(6, "h")
+    assert len(o.stats["background_error_per_cycle"]) == 3
+    rec = after.training["stages"]["cycled"]
+    assert [r["round"] for r in rec["rounds"]] == [1, 2] and rec["steps"] == 3
+    # A finished stage reruns without cycling again.
+    stamp = (run / "cycled" / "round_1" / "own" / "backgrounds.npy").stat().st_mtime_ns
+    train_cycled(cfg, progress=False)
+    assert (run / "cycled" / "round_1" / "own" / "backgrounds.npy").stat().st_mtime_ns == stamp
 
 
 def test_obs_loss_is_zero_at_perfect_state_and_counts_only_observed_cells() -> None:
@@ -150,3 +188,7 @@ def test_nwp_pool_bias_is_estimated_per_lead_and_removed(tiny_world: Path, tmp_p
         update={"debias_pool": False})}))
     raw = off.pool.background(t, lead)[ti] - data.reanalysis.at(t)[ti]
     assert float(raw.mean()) == pytest.approx(3.0, abs=0.2)
+    # A cold start takes the NWP state as it is, from the shortest lead (here the NWP analysis).
+    assert pool.cold_start_lead(t) == 0 and pool.cold_start_lead(t + np.timedelta64(6, "h")) == 6
+    cold = pool.cold_start(t)[ti] - data.reanalysis.at(t)[ti]
+    assert float(cold.mean()) == pytest.approx(3.0, abs=0.2)
