@@ -73,7 +73,7 @@ def variant_config(base: dict[str, Any], variant: str, work: Path) -> tuple[dict
         data["finetune"] = {**data.get("finetune", {}),
                             "total_steps": f.total_steps + round(passes / (f.batch_size * mean_rollout))}
     data["out"] = str(work / variant)
-    stages = [s for s in STAGES if s not in spec.get("skip", [])]
+    stages = [s for s in TrainConfig(**data).stages() if s not in spec.get("skip", [])]
     return data, stages
 
 

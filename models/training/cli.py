@@ -75,12 +75,12 @@ def all_stages(config: Path = ConfigOpt,
                                               "ablation without recursive unrolling).")) -> None:
     """Run prepare (if needed) and the stages in order."""
     from fuxiops.models.training.prepare import prepare_campaign
-    from fuxiops.models.training.stages import STAGE_FUNCTIONS, STAGES
+    from fuxiops.models.training.stages import STAGE_FUNCTIONS
 
     cfg = _load(config)
     if not (cfg.world_path / "training" / "normalisation.json").is_file():
         prepare_campaign(cfg, grid_obs=True)
-    for s in STAGES:
+    for s in cfg.stages():
         if s in skip:
             console.print(f"skipping {s}")
             continue

@@ -108,8 +108,9 @@ class CycledStage(StageOptim):
     (``total_steps`` per round) on those backgrounds mixed with NWP-pool samples.
     """
 
-    rounds: int = Field(2, ge=0)
-    """Collect-then-train rounds (0 skips the stage); each round cycles with the previous round's result."""
+    rounds: int = Field(0, ge=0)
+    """Collect-then-train rounds; each round cycles with the previous round's result. 0 (the default)
+    skips the stage: on the year testbed two rounds made cycling drift faster (docs/training.md)."""
     chains: int = Field(16, ge=1)
     """Cycling chains per round, started at times spread evenly over the training period."""
     chain_cycles: int = Field(40, ge=2)
@@ -144,6 +145,12 @@ class TrainConfig(_M):
     unroll: UnrollStage = Field(default_factory=lambda: UnrollStage(lr=1e-4, total_steps=200, batch_size=1))
     finetune: FinetuneStage = Field(default_factory=lambda: FinetuneStage(lr=1e-4, total_steps=200, batch_size=1))
     cycled: CycledStage = Field(default_factory=lambda: CycledStage(lr=1e-4, total_steps=300, warmup_steps=20))
+
+    def stages(self) -> list[str]:
+        """The stages this campaign runs, in order (stage 5 only when it has rounds)."""
+        from fuxiops.models.training.stages import STAGES
+
+        return [s for s in STAGES if s != "cycled" or self.cycled.rounds > 0]
 
     @model_validator(mode="after")
     def _check(self) -> "TrainConfig":

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -84,6 +85,7 @@ def cycle_chains(fc: TorchForecaster, asm: TorchAssimilator, data: TrainingData,
     ana_err = np.zeros((len(starts), n_cycles))
     fc.module.eval()
     asm.module.eval()
+    t_start = time.perf_counter()
     bar = tqdm(total=n, desc="cycling own backgrounds", disable=not progress)
     for c0 in range(0, len(starts), CHAIN_BATCH):
         chunk = list(starts[c0:c0 + CHAIN_BATCH])
@@ -111,7 +113,8 @@ def cycle_chains(fc: TorchForecaster, asm: TorchAssimilator, data: TrainingData,
     np.save(tmp / "times.npy", times)
     stats = {"chains": len(starts), "cycles": n_cycles, "starts": [str(t) for t in starts],
              "background_error_per_cycle": bg_err.mean(0).round(5).tolist(),
-             "analysis_error_per_cycle": ana_err.mean(0).round(5).tolist()}
+             "analysis_error_per_cycle": ana_err.mean(0).round(5).tolist(),
+             "wall_seconds": round(time.perf_counter() - t_start, 1)}
     (tmp / "cycling.json").write_text(json.dumps(stats, indent=1))
     if out.exists():
         shutil.rmtree(out)
@@ -138,6 +141,15 @@ def _summary(stats: dict[str, Any]) -> dict[str, float]:
             "background_error_last5": round(float(bg[-5:].mean()), 5),
             "analysis_error_first5": round(float(ana[:5].mean()), 5),
             "analysis_error_last5": round(float(ana[-5:].mean()), 5)}
+
+
+def _round_walls(rdir: Path) -> dict[str, float | None]:
+    """Wall seconds of a round's cycling and training, from what it wrote (None: not recorded)."""
+    own = json.loads((rdir / "own" / "cycling.json").read_text())
+    metrics = rdir / "metrics.json"
+    trained = json.loads(metrics.read_text()) if metrics.is_file() else {}
+    wall = trained.get("wall_seconds")
+    return {"cycling_seconds": own.get("wall_seconds"), "training_seconds": None if wall is None else round(wall, 1)}
 
 
 def train_cycled(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = True,
@@ -180,6 +192,7 @@ def train_cycled(cfg: TrainConfig, info: DistInfo | None = None, progress: bool 
         ckpt = rdir / "assimilator"
         if (ckpt / "metadata.json").is_file():
             asm = TorchAssimilator.load(ckpt)
+            rounds[-1].update(_round_walls(rdir))
             continue
 
         def load(idx: Sequence[int], step: int, own: list[OwnBackgrounds] = own,
@@ -207,16 +220,23 @@ def train_cycled(cfg: TrainConfig, info: DistInfo | None = None, progress: bool 
             return l_state + st.obs_weight * l_obs, {"loss_state": float(l_state.detach()),
                                                         "loss_obs": float(l_obs.detach())}
 
-        result = train(asm.module.train(), loss_fn, len(samples), st.engine(cfg.seed + r), rdir, f"cycled round {r + 1}",
-                       info, progress=progress, stop_after=stop_after, load_fn=load, weights=w)
+        result = train(asm.module.train(), loss_fn, len(samples), st.engine(cfg.seed + r), rdir,
+                       f"cycled round {r + 1}", info, progress=progress, stop_after=stop_after, load_fn=load,
+                       weights=w)
         if result.steps < st.total_steps:  # stopped early (stop_after): resume later
             return out / "assimilator"
         asm.module.eval()
         if info.is_main:
             asm.save(ckpt, training=_provenance(cfg, data, "cycled", result, asm.training))
+        rounds[-1].update(_round_walls(rdir))
     if info.is_main:
         final = _provenance(cfg, data, "cycled", result, asm.training) if result else dict(asm.training)
-        final["stages"]["cycled"]["rounds"] = rounds
+        # The record describes the whole stage: this campaign, every round (also those of an earlier run).
+        final["campaign"] = cfg.model_dump(mode="json")
+        final["stages"]["cycled"].update(config=st.model_dump(mode="json"), rounds=rounds,
+                                         steps=st.total_steps * st.rounds,
+                                         wall_seconds=round(sum(r[k] or 0.0 for r in rounds
+                                                                for k in ("cycling_seconds", "training_seconds")), 1))
         final["stages"]["cycled"]["forecaster"] = str(_latest(cfg, "forecaster", "cycled"))
         asm.save(out / "assimilator", training=final)
         (out / "rounds.json").write_text(json.dumps(rounds, indent=1))

@@ -71,7 +71,7 @@ def test_stages_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     assert shipped.training["stages"].keys() == fc4.training["stages"].keys()
     assert not (tmp_path / "ship" / "forecaster" / "training_state").exists()
     record = (tmp_path / "ship" / "training_record.md").read_text()
-    assert "| finetune | 3 |" in record and "| assimilator | 3 |" in record and "| cycled | 3 |" in record
+    assert "| finetune | 3 |" in record and "| assimilator | 3 |" in record and "| cycled | 6 |" in record
     assert (tmp_path / "ship" / "campaign.yaml").read_text() == campaign.read_text()
 
 
@@ -102,7 +102,8 @@ def _check_cycled_stage(cfg: TrainConfig, forecaster: Path, run: Path) -> None:
     assert o.times[1] - o.times[0] == np.timedelta64(6, "h")
     assert len(o.stats["background_error_per_cycle"]) == 3
     rec = after.training["stages"]["cycled"]
-    assert [r["round"] for r in rec["rounds"]] == [1, 2] and rec["steps"] == 3
+    assert [r["round"] for r in rec["rounds"]] == [1, 2] and rec["steps"] == 2 * 3
+    assert all(r["cycling_seconds"] > 0 and r["training_seconds"] > 0 for r in rec["rounds"])
     # A finished stage reruns without cycling again.
     stamp = (run / "cycled" / "round_1" / "own" / "backgrounds.npy").stat().st_mtime_ns
     train_cycled(cfg, progress=False)
@@ -122,6 +123,14 @@ def test_obs_loss_is_zero_at_perfect_state_and_counts_only_observed_cells() -> N
     state[0, 1, 1, 2] = 5.0
     state[0, 1, 0, 0] = 100.0  # unobserved: must not count
     assert float(obs_loss(state, {"surface": g}, tgt, std, w, [0.2])) == pytest.approx(2.0)
+
+
+def test_stage_five_runs_only_with_rounds(tiny_world: Path, tmp_path: Path) -> None:
+    cfg = _cfg(tiny_world, tmp_path / "run")
+    assert cfg.stages() == ["forecaster", "assimilator", "unroll", "finetune", "cycled"]
+    off = cfg.model_copy(update={"cycled": cfg.cycled.model_copy(update={"rounds": 0})})
+    assert off.stages() == ["forecaster", "assimilator", "unroll", "finetune"]
+    assert TrainConfig(world="w", out="o", train_period=cfg.train_period).cycled.rounds == 0  # off by default
 
 
 def test_rollout_schedule_grows() -> None:
