@@ -8,7 +8,7 @@
    L_joint = L_state + L_obs on every analysis and every background;
 4. ``finetune``: forecaster multi-step fine-tune, autoregressive steps growing;
 5. ``cycled``: the assimilator adapts to the backgrounds of its own cycling with the
-   final forecaster (``cycled.py``; ``cycled.rounds: 0`` skips it).
+   final forecaster (``cycled.py``; off unless ``cycled.rounds`` > 0).
 
 Each stage reads the previous stage's checkpoint, writes its own under
 ``out/<stage>/`` and records its provenance (configuration, data checksums,
@@ -227,9 +227,11 @@ def _stage_dir(cfg: TrainConfig, stage: str) -> Path:
 
 
 def _latest(cfg: TrainConfig, kind: str, before: str | None) -> Path:
-    """The newest checkpoint of ``kind`` written by a stage before ``before`` (None: by any stage)."""
+    """The newest checkpoint of ``kind`` written by one of the campaign's stages before ``before``
+    (None: by any of them; a stage the campaign does not run, e.g. stage 5 at rounds 0, never counts)."""
     order = list(STAGES)
-    for stage in reversed(order[:order.index(before)] if before else order):
+    runs = set(cfg.stages())
+    for stage in reversed([s for s in (order[:order.index(before)] if before else order) if s in runs]):
         p = _stage_dir(cfg, stage) / kind
         if (p / "metadata.json").is_file():
             return p

@@ -50,6 +50,9 @@ def test_stages_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     final = final_checkpoints(cfg)
     assert final["forecaster"] == f4
     assert final["assimilator"] == tmp_path / "run" / "cycled" / "assimilator"
+    # A campaign that no longer runs stage 5 ignores what an earlier run left in cycled/.
+    off = cfg.model_copy(update={"cycled": cfg.cycled.model_copy(update={"rounds": 0})})
+    assert final_checkpoints(off)["assimilator"] == tmp_path / "run" / "unroll" / "assimilator"
     fc4 = TorchForecaster.load(f4)
     assert set(fc4.training["stages"]) == {"forecaster", "unroll", "finetune"}
     assert fc4.training["data_sha256"]["reanalysis.zarr"]
