@@ -32,9 +32,9 @@ from fuxiops.models.torch_assimilator import TorchAssimilator
 from fuxiops.models.torch_forecaster import TorchForecaster
 from fuxiops.models.training.config import TrainConfig
 from fuxiops.models.training.engine import DistInfo, init_distributed, train
-from fuxiops.models.training.losses import lat_weighted_l1, lat_weights_tensor, obs_loss
+from fuxiops.models.training.losses import lat_weighted_l1, lat_weights_tensor
 from fuxiops.models.training.stages import (H6, TrainingData, _clock, _hours, _latest, _obs_tensors, _provenance,
-                                            _stage_dir, _t, _use_sim)
+                                            _stage_dir, _t, _use_sim, analysis_loss)
 
 log = get_logger("fuxiops.models.training")
 
@@ -172,6 +172,7 @@ def train_cycled(cfg: TrainConfig, info: DistInfo | None = None, progress: bool 
     targets, weights = data.insitu()
     std = asm.module.std
     wlat = lat_weights_tensor(data.grid.lat_weights)
+    loss_fn = analysis_loss(targets, weights, std, wlat, st.obs_weight)
     rounds: list[dict[str, Any]] = []
     result = None
     for r in range(st.rounds):
@@ -212,13 +213,6 @@ def train_cycled(cfg: TrainConfig, info: DistInfo | None = None, progress: bool 
             obs, present = _obs_tensors(data, groups, ts, sim)
             return {"bg": _t(np.stack(bgs)), "label": _t(data.reanalysis.stack(ts)), "obs": obs,
                     "present": present, "clock": _clock(ts)}
-
-        def loss_fn(model: torch.nn.Module, b: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-            ana = model(b["bg"], b["obs"], b["present"], b["clock"])
-            l_state = lat_weighted_l1(ana, b["label"], std, wlat)
-            l_obs = obs_loss(ana, b["obs"], targets, std, wlat, weights) if st.obs_weight > 0 else ana.new_zeros(())
-            return l_state + st.obs_weight * l_obs, {"loss_state": float(l_state.detach()),
-                                                        "loss_obs": float(l_obs.detach())}
 
         result = train(asm.module.train(), loss_fn, len(samples), st.engine(cfg.seed + r), rdir,
                        f"cycled round {r + 1}", info, progress=progress, stop_after=stop_after, load_fn=load,

@@ -22,7 +22,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -305,6 +305,21 @@ def _use_sim(seed: int, step: int, i: int, fraction: float) -> bool:
     return bool(np.random.default_rng([seed, step, i]).random() < fraction)
 
 
+def analysis_loss(targets: Sequence[Any], weights: Sequence[float], std: torch.Tensor, wlat: torch.Tensor,
+                  obs_weight: float) -> Callable[..., tuple[torch.Tensor, dict[str, float]]]:
+    """The loss of one analysis per sample (stages 2 and 5): L_state vs the reanalysis label
+    + ``obs_weight`` * L_obs at in-situ observation cells."""
+
+    def loss_fn(model: torch.nn.Module, b: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
+        ana = model(b["bg"], b["obs"], b["present"], b["clock"])
+        l_state = lat_weighted_l1(ana, b["label"], std, wlat)
+        l_obs = obs_loss(ana, b["obs"], targets, std, wlat, weights) if obs_weight > 0 else ana.new_zeros(())
+        return l_state + obs_weight * l_obs, {"loss_state": float(l_state.detach()),
+                                                 "loss_obs": float(l_obs.detach())}
+
+    return loss_fn
+
+
 def train_assimilator(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = True,
                       stop_after: int | None = None) -> Path:
     info = info or init_distributed()
@@ -333,14 +348,8 @@ def train_assimilator(cfg: TrainConfig, info: DistInfo | None = None, progress: 
                 "label": _t(np.stack([data.reanalysis.at(t) for t in ts])), "obs": obs, "present": present,
                 "clock": _clock(ts)}
 
-    def loss_fn(model: torch.nn.Module, b: dict[str, Any], step: int) -> tuple[torch.Tensor, dict[str, float]]:
-        ana = model(b["bg"], b["obs"], b["present"], b["clock"])
-        l_state = lat_weighted_l1(ana, b["label"], std, wlat)
-        l_obs = obs_loss(ana, b["obs"], targets, std, wlat, weights) if st.obs_weight > 0 else ana.new_zeros(())
-        return l_state + st.obs_weight * l_obs, {"loss_state": float(l_state.detach()),
-                                                    "loss_obs": float(l_obs.detach())}
-
     out = _stage_dir(cfg, "assimilator")
+    loss_fn = analysis_loss(targets, weights, std, wlat, st.obs_weight)
     result = train(module, loss_fn, len(samples), st.engine(cfg.seed), out, "assimilator", info,
                    progress=progress, stop_after=stop_after, load_fn=load)
     if info.is_main and result.steps >= st.total_steps:
