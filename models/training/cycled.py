@@ -114,7 +114,7 @@ def cycle_chains(fc: TorchForecaster, asm: TorchAssimilator, data: TrainingData,
     stats = {"chains": len(starts), "cycles": n_cycles, "starts": [str(t) for t in starts],
              "background_error_per_cycle": bg_err.mean(0).round(5).tolist(),
              "analysis_error_per_cycle": ana_err.mean(0).round(5).tolist(),
-             "wall_seconds": round(time.perf_counter() - t_start, 1)}
+             "wall_seconds": round(time.perf_counter() - t_start, 3)}
     (tmp / "cycling.json").write_text(json.dumps(stats, indent=1))
     if out.exists():
         shutil.rmtree(out)
@@ -149,7 +149,7 @@ def _round_walls(rdir: Path) -> dict[str, float | None]:
     metrics = rdir / "metrics.json"
     trained = json.loads(metrics.read_text()) if metrics.is_file() else {}
     wall = trained.get("wall_seconds")
-    return {"cycling_seconds": own.get("wall_seconds"), "training_seconds": None if wall is None else round(wall, 1)}
+    return {"cycling_seconds": own.get("wall_seconds"), "training_seconds": None if wall is None else round(wall, 3)}
 
 
 def train_cycled(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = True,
@@ -230,7 +230,7 @@ def train_cycled(cfg: TrainConfig, info: DistInfo | None = None, progress: bool 
         final["stages"]["cycled"].update(config=st.model_dump(mode="json"), rounds=rounds,
                                          steps=st.total_steps * st.rounds,
                                          wall_seconds=round(sum(r[k] or 0.0 for r in rounds
-                                                                for k in ("cycling_seconds", "training_seconds")), 1))
+                                                                for k in ("cycling_seconds", "training_seconds")), 3))
         final["stages"]["cycled"]["forecaster"] = str(_latest(cfg, "forecaster", "cycled"))
         asm.save(out / "assimilator", training=final)
         (out / "rounds.json").write_text(json.dumps(rounds, indent=1))
