@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -28,18 +28,33 @@ H6 = np.timedelta64(6, "h")
 
 def obs_for_cycle(world: Path, kind: str, cycle: np.datetime64, dep: FuxiopsConfig,
                   stats: dict[str, dict[str, tuple[float, float]]] | None,
-                  background: xr.Dataset | None = None) -> xr.Dataset | None:
-    """Gridded observations of one cycle from the world's BUFR files (None when there are none)."""
+                  background: xr.Dataset | None = None,
+                  reports: list[dict[str, Any]] | None = None) -> xr.Dataset | None:
+    """Gridded observations of one cycle from the world's BUFR files (None when there are none).
+
+    With ``reports`` a list, the cycle's QC summary (:func:`qc_summary`) is appended to it."""
     from fuxiops.pipeline.obs.gridding import grid_observations
     from fuxiops.pipeline.obs.ingest import ingest
 
     c = pd.Timestamp(cycle)
     files = cycle_files(world, kind, c)
     if not files:
+        if reports is not None:
+            reports.append(qc_summary(None, c))
         return None
     res = ingest(files, cycle_time=c.to_pydatetime(), config=dep, grid_output=False, mode="serial",
                  background=background)
+    if reports is not None:
+        reports.append(qc_summary(res.report, c))
     return grid_observations(res.table, cycle_time=c, config=dep, stats=stats)
+
+
+def qc_summary(report: dict[str, Any] | None, cycle: pd.Timestamp) -> dict[str, Any]:
+    """Rows, rows used and rows the background check rejected, per report type and in all."""
+    by_type = {rt: {"rows": d["rows"], "used": d["used"], "background_rejected": d["by_reason"].get("BACKGROUND", 0)}
+               for rt, d in ((report or {}).get("by_report_type") or {}).items()}
+    total = {k: sum(d[k] for d in by_type.values()) for k in ("rows", "used", "background_rejected")}
+    return {"cycle": cycle.strftime("%Y-%m-%dT%H"), **total, "by_type": by_type}
 
 
 def load_obs_stats(world: Path) -> dict[str, dict[str, tuple[float, float]]] | None:
@@ -48,14 +63,19 @@ def load_obs_stats(world: Path) -> dict[str, dict[str, tuple[float, float]]] | N
 
 
 def cycle_offline(forecaster: Forecaster, assimilator: Assimilator, world: Path, start: str | np.datetime64,
-                  n_cycles: int, obs_kind: str = "raw", progress: bool = True) -> Iterator[tuple[xr.Dataset,
-                                                                                           xr.Dataset]]:
+                  n_cycles: int, obs_kind: str = "raw", progress: bool = True, background_check: bool = True,
+                  qc_reports: list[dict[str, Any]] | None = None) -> Iterator[tuple[xr.Dataset, xr.Dataset]]:
     """Yield (background, analysis) per cycle, cycling on own 6-hour forecasts.
 
     Cold start: the first background is the world's NWP forecast valid at
     ``start`` (shortest lead available), as an operational centre would start
     from an external analysis; the forecaster's x_{t-6h} input is the previous
-    analysis (the NWP state for the first cycle).
+    analysis (the NWP state for the first cycle). Observations are normalised
+    with the statistics the assimilator was trained with (as the operational
+    cycle does; the world's own ``training/obs_normalisation.json`` if the
+    checkpoint has none). ``background_check=False`` skips the |O-B| check
+    (an experiment: the operational QC always runs it); ``qc_reports`` collects
+    each cycle's :func:`qc_summary`.
     """
     from fuxiops.models.training.data import BackgroundPool, normalise_layout
 
@@ -63,7 +83,7 @@ def cycle_offline(forecaster: Forecaster, assimilator: Assimilator, world: Path,
     chans = coords.variables.state_channels
     grid = coords.grid
     dep = load_config(None, grid=grid.name, variables=_preset_of(coords.variables))
-    stats = load_obs_stats(world)
+    stats = (getattr(assimilator, "training", None) or {}).get("obs_normalisation") or load_obs_stats(world)
     pool = BackgroundPool(normalise_layout(xr.open_zarr(world / "nwp.zarr", consolidated=None, chunks=None)),
                           chans)
     t0 = np.datetime64(start, "ns")
@@ -74,7 +94,8 @@ def cycle_offline(forecaster: Forecaster, assimilator: Assimilator, world: Path,
     for k in tqdm(range(n_cycles), desc=f"cycling ({obs_kind} obs)", disable=not progress):
         t = t0 + k * H6
         bg_ds = from_channels(bg, chans, grid).assign_coords(time=t)
-        obs = obs_for_cycle(world, obs_kind, t, dep, stats, background=bg_ds)
+        obs = obs_for_cycle(world, obs_kind, t, dep, stats, background=bg_ds if background_check else None,
+                            reports=qc_reports)
         ana_ds = assimilator.analyse(bg_ds, obs, t)
         yield bg_ds, ana_ds
         ana = to_channels(ana_ds, chans)

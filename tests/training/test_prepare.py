@@ -100,3 +100,26 @@ def test_sparser_simulated_cycles_and_filling_in_later(obs_world: Path, tmp_path
     assert grid_world_observations(cfg, norm, progress=False) == {"raw": 4, "sim": 4}
     with pytest.raises(DataError, match="sim_every_h"):
         grid_world_observations(cfg, norm, progress=False, sim_every_h=8)
+
+
+def test_offline_cycle_qc_records_background_check_rejections(obs_world: Path, tmp_path: Path) -> None:
+    """The diagnostic of bench/cycling_qc.py: a background far from the observations has them rejected
+    by the |O-B| check, one close to the truth keeps them, and no background skips the check."""
+    from fuxiops.models.training.experiments import obs_for_cycle
+
+    c = np.datetime64("2023-01-01T12", "ns")
+    dep = _deployment(_cfg(obs_world, tmp_path))
+    truth = xr.open_zarr(obs_world / "truth.zarr").sel(time=[c]).load()
+    far = truth.copy()
+    far["t"] = truth["t"] + 40.0
+    far["t2m"] = truth["t2m"] + 40.0
+    reports: list[dict] = []
+    for bg in (truth, far, None):
+        assert obs_for_cycle(obs_world, "raw", c, dep, None, background=bg, reports=reports) is not None
+    near, off, unchecked = reports
+    assert near["cycle"] == "2023-01-01T12" and near["rows"] == off["rows"] == unchecked["rows"] > 0
+    assert unchecked["background_rejected"] == 0
+    assert near["background_rejected"] < 0.05 * near["rows"]
+    assert off["background_rejected"] > near["background_rejected"] + 0.2 * off["rows"]
+    assert off["used"] < near["used"] <= unchecked["used"]
+    assert off["by_type"]["synop"]["background_rejected"] > 0
