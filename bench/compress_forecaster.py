@@ -3,10 +3,11 @@ pruned networks, scored on a held-out testbed world.
 
 One run, on the same data, of:
 * the teacher: the shipped checkpoint (``--teacher``, default models/checkpoints/2.8125deg/forecaster,
-  preset ``small`` trained on the seed-7 testbed world);
+  preset ``small``; its training record names the world it was trained on);
 * students of a smaller architecture (>= 4x fewer FLOPs) trained with no KD, output-MSE KD,
   channel-wise KD and entropy-corrected (dynamic) KD, same steps and batches, on the teacher's training
-  data (reanalysis of ``--train-world`` over the teacher's training period);
+  data (reanalysis of ``--train-world`` within the teacher's training period: the teacher's own world,
+  or a shorter world of the same seed and climate when that one is not at hand);
 * the teacher pruned at several FLOP budgets by EMO-PMS (one decomposed search serves all budgets),
   L1-magnitude, uniform and whole-network NSGA-II (one search with as many evaluations as EMO-PMS);
   heads, MLP groups and conv channel groups are the choices of every method. At every budget the
@@ -64,8 +65,11 @@ def load_data(args: argparse.Namespace, teacher: Any) -> tuple[Any, Any, str]:
     train = load_series(Path(args.train_world) / "reanalysis.zarr", c.variables, c.grid,
                         start=period.get("start"), end=period.get("end"))
     test = load_series(Path(args.test_world) / "truth.zarr", c.variables, c.grid)
+    own = ((teacher.training or {}).get("campaign") or {}).get("world") if isinstance(teacher.training, dict) else None
+    whose = ("the teacher's training data" if own and Path(own).resolve() == Path(args.train_world).resolve()
+             else f"within the teacher's training period; the teacher itself was trained on {own or 'unrecorded data'}")
     desc = (f"train: {train.source} {str(train.times[0])[:13]}..{str(train.times[-1])[:13]} ({len(train)} states, "
-            f"the teacher's training period); test: {test.source} ({len(test)} states, "
+            f"{whose}); test: {test.source} ({len(test)} states, "
             f"{str(test.times[0])[:13]}..{str(test.times[-1])[:13]}, another world seed)")
     return train, test, desc
 
@@ -148,6 +152,8 @@ def main() -> None:
                     help="Models timed at 0.25 deg too (comma separated; '' for none).")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (training, search, rollouts).")
     ap.add_argument("--stages", default="students,pruning,final,measure")
+    ap.add_argument("--name", default="compress_forecaster",
+                    help="Result name: bench/results/NAME.{json,md} (and NAME_pareto.png unless the default).")
     args = ap.parse_args()
 
     import torch
@@ -413,7 +419,7 @@ def main() -> None:
     tpath = work / "timings.json"
     past = json.loads(tpath.read_text()) if tpath.exists() else {"invocations_s": [], "commands": []}
     past["invocations_s"].append(time.perf_counter() - t_start)
-    past.setdefault("commands", []).append(" ".join(["nice -n 10 python", "bench/compress_forecaster.py",
+    past.setdefault("commands", []).append(" ".join(["python", "bench/compress_forecaster.py",
                                                      *sys.argv[1:]]))
     tpath.write_text(json.dumps(past))
     timings["invocations_s"] = past["invocations_s"]
@@ -560,7 +566,13 @@ def write_outputs(args: argparse.Namespace, info: dict, names: list[str], prunin
                "command": cmd, "settings": vars(args), "teacher_arch": teacher.arch.to_dict(),
                "student_arch": s_arch.to_dict(), "timings": timings,
                "targets": [{"target": a, "verdict": b, "numbers": c} for a, b, c in verdicts]}
-    write_result("compress_forecaster", results)
+    write_result(args.name, results)
+    worlds = " and ".join(_build_command(Path(w)) for w in (args.train_world, args.test_world))
+    stages = (teacher.training or {}).get("stages", {}) if isinstance(teacher.training, dict) else {}
+    teacher_steps = " + ".join(f"{d.get('steps')} ({k})" for k, d in stages.items()) or "an unrecorded number of"
+    teacher_steps += " steps"
+    acc = t.get("skill", {}).get("acc", {}).get("z500", {})
+    teacher_acc = ", ".join(f"{k} {v:.2f}" for k, v in acc.items()) or "-"
     md = (f"# Forecaster compression (issue 11)\n\n"
           f"Teacher: the shipped checkpoint `{args.teacher}` (preset small, "
           f"{t['params']:,} parameters). Student architecture: {json.dumps(s_arch.to_dict())}.\n\n"
@@ -568,8 +580,8 @@ def write_outputs(args: argparse.Namespace, info: dict, names: list[str], prunin
           f"{args.lead_days.split(',')[-1]}, initial states and verification from the test world's truth.\n\n"
           f"Commands, in order (wall time {timings.get('total_s', 0) / 60:.0f} min over "
           f"{len(timings.get('invocations_s', []))} invocation(s) on {machine_facts()['cores']} shared, busy "
-          f"cores; the test world was built first with `nice fuxiops world build --out /tmp/cmpworld --days 12 "
-          f"--seed 11 --no-nwp --obs ''`, 2.3 min): `{cmd}`\n\n## Targets\n\n{vtable}\n\n## Models\n\n{table}\n\n"
+          f"cores; the worlds were built first with {worlds}): `{cmd}`\n\n## Targets\n\n{vtable}\n\n"
+          f"## Models\n\n{table}\n\n"
           f"Latency: ONNX Runtime CPU, 2 threads, an interleaved pass over all models "
           f"({args.repeats * 2} rounds; this machine was shared with other benchmarks, so absolute times are "
           f"noisy: models of identical architecture differ by tens of percent; the interleaving keeps the load "
@@ -590,15 +602,27 @@ def write_outputs(args: argparse.Namespace, info: dict, names: list[str], prunin
           f"distilled students of the smaller architecture.\n"
           f"* Training budgets are kept affordable on this shared machine: students "
           f"{args.student_steps} steps, pruned+distilled {args.final_steps} steps, constraint training "
-          f"{args.constraint_steps} steps per sub-network (the teacher itself was trained for 120 + 16 + 20 "
-          f"steps). ACC near or below zero beyond day 1 means this 12-day testbed teacher has little skill there "
-          f"at all; ratios to the teacher at those leads mostly compare noise.\n"
+          f"{args.constraint_steps} steps per sub-network (the teacher itself was trained for {teacher_steps}). "
+          f"Where the teacher's ACC is near or below zero (z500 ACC by day: {teacher_acc}) it has little skill "
+          f"left and ratios to it mostly compare noise.\n"
           f"* The teacher's measured entry (FLOPs, skill, 0.25 deg latency) and ONNX files may come from an "
           f"earlier run of this script copied into the work folder (same checkpoint, data and code, so the same "
           f"numbers); the interleaved 2.8125 deg latency pass re-times every model in every run.\n")
-    (RESULTS / "compress_forecaster.md").write_text(md)
+    (RESULTS / f"{args.name}.md").write_text(md)
     print(md)
-    plot(info, pruning, RESULTS / "compress_pareto.png")
+    plot(info, pruning, RESULTS / ("compress_pareto.png" if args.name == "compress_forecaster"
+                                   else f"{args.name}_pareto.png"))
+
+
+def _build_command(world: Path) -> str:
+    """The `fuxiops world build` line that makes ``world`` (from its world.json)."""
+    try:
+        spec = json.loads((world / "world.json").read_text())["spec"]
+    except (OSError, KeyError, ValueError):
+        return f"`{world}` (no world.json)"
+    obs = ",".join(spec.get("obs_types") or [])
+    nwp = f" --nwp-every-h {spec['nwp_every_h']}" if spec.get("with_nwp") else " --no-nwp"
+    return f"`fuxiops world build --out {world} --days {spec['days']} --seed {spec['seed']}{nwp} --obs '{obs}'`"
 
 
 def plot(info: dict[str, Any], pruning: dict, png: Path) -> None:
