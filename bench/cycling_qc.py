@@ -72,35 +72,32 @@ def cycle_variant(forecaster: str, assimilator: str, world: str, start: str, n: 
     return run
 
 
-def mean_increments(forecaster: str, assimilator: str, world: str, start: str, n: int, every: int = 3
-                    ) -> dict[str, Any]:
-    """Mean lat-weighted T increment per level on ``n // every`` cycle times, for two backgrounds: the
-    reanalysis state and the NWP's raw 6-hour forecast; operational QC against each background."""
+def mean_increments(forecaster: str, assimilator: str, world: str, start: str, n: int) -> dict[str, Any]:
+    """Mean lat-weighted T increment per level over the cycle times where a 6-hour NWP forecast is valid,
+    for two backgrounds at the same times: the reanalysis state and that NWP forecast, raw; operational
+    QC against each background."""
     import torch
 
-    from fuxiops.config import load_config
     from fuxiops.models.torch_assimilator import TorchAssimilator
     from fuxiops.models.torch_forecaster import TorchForecaster
     from fuxiops.models.training.data import BackgroundPool, StateSeries, normalise_layout
-    from fuxiops.models.training.experiments import _preset_of, load_obs_stats, obs_for_cycle
+    from fuxiops.models.training.experiments import assimilator_obs_stats, obs_for_cycle, offline_deployment
     from fuxiops.state import from_channels
 
     torch.set_num_threads(1)
     fc, asm = TorchForecaster.load(forecaster), TorchAssimilator.load(assimilator)
     chans, grid = fc.coords.variables.state_channels, fc.coords.grid
-    dep = load_config(None, grid=grid.name, variables=_preset_of(fc.coords.variables))
-    stats = (asm.training or {}).get("obs_normalisation") or load_obs_stats(Path(world))
+    dep, stats = offline_deployment(fc), assimilator_obs_stats(asm, Path(world))
     rean = StateSeries(xr.open_zarr(Path(world) / "reanalysis.zarr"), chans)
     pool = BackgroundPool(normalise_layout(xr.open_zarr(Path(world) / "nwp.zarr", consolidated=None, chunks=None)),
                           chans, min_lead=6, max_lead=6)
     t0 = np.datetime64(start, "ns")
     sums: dict[str, list[np.ndarray]] = {"reanalysis": [], "nwp_6h": []}
-    for k in range(0, n, every):
+    for k in range(n):
         t = t0 + k * np.timedelta64(6, "h")
-        bgs = {"reanalysis": rean.at(t)}
-        if pool.leads_valid_at(t):
-            bgs["nwp_6h"] = pool.background(t, pool.leads_valid_at(t)[0])
-        for name, bg in bgs.items():
+        if not pool.leads_valid_at(t):
+            continue
+        for name, bg in (("reanalysis", rean.at(t)), ("nwp_6h", pool.background(t, pool.leads_valid_at(t)[0]))):
             bg_ds = from_channels(bg, chans, grid).assign_coords(time=t)
             ana = asm.analyse(bg_ds, obs_for_cycle(Path(world), "raw", t, dep, stats, background=bg_ds), t)
             sums[name].append(_lat_mean(ana["t"] - bg_ds["t"]).values.ravel())
@@ -219,15 +216,15 @@ def main() -> None:
         f"mean {sig['nwp_lead_h']}-hour forecast bias vs the reanalysis over the same days "
         f"({sig['nwp_initialisations']} initialisations). Correlation across levels "
         f"{sig['correlation']:+.2f}; regression slope {sig['regression']:+.3f} K/cycle per K of NWP bias.", "",
-        f"Mean T increment (analysis - background, no cycling) on every 3rd cycle time "
-        f"({increments['reanalysis']['times']} times) with the reanalysis as the background and with the NWP's raw "
-        "6-hour forecast as the background.", "",
+        f"Mean T increment (analysis - background, no cycling) at the {increments['reanalysis']['times']} cycle "
+        "times where a 6-hour NWP forecast is valid, with the reanalysis as the background and with that NWP "
+        "forecast (raw) as the background.", "",
         markdown_table(["level (hPa)", "analysis bias growth (K/cycle)", "NWP bias vs reanalysis (K)",
                         "mean increment, reanalysis background (K)", "mean increment, NWP 6-h background (K)"],
                        [[lv, f"{g:+.3f}", f"{b:+.2f}", f"{ir:+.3f}", f"{inw:+.3f}"] for lv, g, b, ir, inw in zip(
                            sig["levels_hpa"], sig["analysis_bias_growth_per_cycle"], sig["nwp_bias_vs_reanalysis"],
                            increments["reanalysis"]["mean_t_increment"],
-                           increments.get("nwp_6h", increments["reanalysis"])["mean_t_increment"])]),
+                           increments["nwp_6h"]["mean_t_increment"])]),
         ""])
     write_result(a.name, {"command": cmd, "machine": machine_facts(),
                           "versions": package_versions(["fuxiops", "torch", "numpy"]),

@@ -62,6 +62,18 @@ def load_obs_stats(world: Path) -> dict[str, dict[str, tuple[float, float]]] | N
     return json.loads(p.read_text()) if p.is_file() else None
 
 
+def assimilator_obs_stats(assimilator: Assimilator, world: Path) -> dict[str, dict[str, tuple[float, float]]] | None:
+    """The observation statistics ``assimilator`` was trained with (as the operational cycle uses them),
+    else the world's own ``training/obs_normalisation.json``."""
+    return (getattr(assimilator, "training", None) or {}).get("obs_normalisation") or load_obs_stats(world)
+
+
+def offline_deployment(forecaster: Forecaster) -> FuxiopsConfig:
+    """The deployment configuration (grid, variable set, QC) an offline cycle of ``forecaster`` runs with."""
+    coords = forecaster.coords
+    return load_config(None, grid=coords.grid.name, variables=_preset_of(coords.variables))
+
+
 def cycle_offline(forecaster: Forecaster, assimilator: Assimilator, world: Path, start: str | np.datetime64,
                   n_cycles: int, obs_kind: str = "raw", progress: bool = True, background_check: bool = True,
                   qc_reports: list[dict[str, Any]] | None = None) -> Iterator[tuple[xr.Dataset, xr.Dataset]]:
@@ -82,8 +94,8 @@ def cycle_offline(forecaster: Forecaster, assimilator: Assimilator, world: Path,
     coords = forecaster.coords
     chans = coords.variables.state_channels
     grid = coords.grid
-    dep = load_config(None, grid=grid.name, variables=_preset_of(coords.variables))
-    stats = (getattr(assimilator, "training", None) or {}).get("obs_normalisation") or load_obs_stats(world)
+    dep = offline_deployment(forecaster)
+    stats = assimilator_obs_stats(assimilator, world)
     pool = BackgroundPool(normalise_layout(xr.open_zarr(world / "nwp.zarr", consolidated=None, chunks=None)),
                           chans)
     t0 = np.datetime64(start, "ns")
