@@ -11,7 +11,7 @@ average: its mean increment (analysis - background) per level when the backgroun
 reanalysis itself (no NWP bias in it) and when it is the NWP's raw 6-hour forecast. A network that
 learned to remove the NWP's bias removes it from both, and on the first that is the drift.
 
-    python bench/cycling_qc.py --world /work/diagworld --start 2023-01-03T00 --cycles 120
+    python bench/cycling_qc.py --world /work/diagworld --start 2023-01-02T00 --cycles 120
 """
 
 from __future__ import annotations
@@ -95,9 +95,10 @@ def mean_increments(forecaster: str, assimilator: str, world: str, start: str, n
     sums: dict[str, list[np.ndarray]] = {"reanalysis": [], "nwp_6h": []}
     for k in range(n):
         t = t0 + k * np.timedelta64(6, "h")
-        if not pool.leads_valid_at(t):
+        leads = pool.leads_valid_at(t)
+        if not leads:
             continue
-        for name, bg in (("reanalysis", rean.at(t)), ("nwp_6h", pool.background(t, pool.leads_valid_at(t)[0]))):
+        for name, bg in (("reanalysis", rean.at(t)), ("nwp_6h", pool.background(t, leads[0]))):
             bg_ds = from_channels(bg, chans, grid).assign_coords(time=t)
             ana = asm.analyse(bg_ds, obs_for_cycle(Path(world), "raw", t, dep, stats, background=bg_ds), t)
             sums[name].append(_lat_mean(ana["t"] - bg_ds["t"]).values.ravel())

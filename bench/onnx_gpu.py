@@ -36,23 +36,30 @@ ROOT = Path(__file__).resolve().parents[1]
 T0 = np.datetime64("2023-01-01T00", "ns")
 
 
-def export_at(fc: Any, grid_name: str, out: Path) -> tuple[Any, Path]:
-    """The forecaster's weights on ``grid_name``, exported with metadata naming that grid."""
-    from fuxiops.compression.export import forecaster_example_inputs
-    from fuxiops.compression.onnx_export import export_onnx
-
+def physical_inputs(module: Any, coords: Any, seed: int) -> tuple[Any, Any]:
+    """Inputs around the normalisation mean on ``coords``'s grid (1, T, C, H, W) and the clock of the
+    step from ``T0``."""
     import torch
 
-    from fuxiops.grids import get_grid
+    from fuxiops.models.features import clock_features
+
+    g = torch.Generator().manual_seed(seed)
+    shape = (1, coords.n_inputs, len(coords.variables.state_channels), *coords.grid.shape)
+    x = (module.mean[:, None, None] + module.std[:, None, None] * torch.randn(shape, generator=g)).float()
+    return x, torch.from_numpy(clock_features(T0 + np.timedelta64(coords.step_hours, "h"))[None])
+
+
+def export_at(fc: Any, grid_name: str, out: Path) -> tuple[Any, Path]:
+    """The forecaster's weights on ``grid_name``, exported with metadata naming that grid."""
+    from fuxiops.compression.onnx_export import export_onnx
+    from fuxiops.models.base import ModelCoords
 
     module = fc.module if grid_name == fc.coords.grid.name else at_grid(fc, grid_name)
     meta = fc.metadata().to_dict()
     meta["coords"]["grid"] = grid_name
-    _, clock = forecaster_example_inputs(fc, seed=0)
-    shape = (1, fc.coords.n_inputs, len(fc.coords.variables.state_channels), *get_grid(grid_name).shape)
-    x = module.mean[:, None, None] + module.std[:, None, None] * torch.randn(shape)
     if not out.exists():
-        export_onnx(module, (x, clock), out, ["x", "clock"], ["y"],
+        export_onnx(module, physical_inputs(module, ModelCoords.from_dict(meta["coords"]), 0), out,
+                    ["x", "clock"], ["y"],
                     {"kind": "forecaster", "name": f"{fc.name}-{grid_name}-onnx", "input_names": ["x", "clock"],
                      "output_names": ["y"], "checkpoint": meta, "source": "bench/onnx_gpu.py"},
                     exporter="legacy")
@@ -65,16 +72,12 @@ def check(module: Any, scale: np.ndarray, path: Path, device: str, fp16: bool, s
     import torch
 
     from fuxiops.compression.onnx_runtime import OnnxForecaster
-    from fuxiops.models.features import clock_features
 
     onx = OnnxForecaster(path, device=device, fp16=fp16, providers=providers)
-    c = onx.coords
-    g = torch.Generator().manual_seed(1)
-    shape = (c.n_inputs, len(c.variables.state_channels), *c.grid.shape)
-    x = (module.mean[:, None, None] + module.std[:, None, None] * torch.randn(shape, generator=g)).float()
-    clock = torch.from_numpy(clock_features(T0 + np.timedelta64(c.step_hours, "h"))[None])
+    x, clock = physical_inputs(module, onx.coords, seed=1)
     with torch.no_grad():
-        ref = module.eval()(x[None], clock)[0].numpy().astype(np.float64)
+        ref = module.eval()(x, clock)[0].numpy().astype(np.float64)
+    x = x[0]
     y = onx.step(x.numpy(), T0).astype(np.float64)
     err = np.abs(y - ref) / scale.reshape(-1, 1, 1)
     for _ in range(2):

@@ -38,15 +38,11 @@ def obs_for_cycle(world: Path, kind: str, cycle: np.datetime64, dep: FuxiopsConf
 
     c = pd.Timestamp(cycle)
     files = cycle_files(world, kind, c)
-    if not files:
-        if reports is not None:
-            reports.append(qc_summary(None, c))
-        return None
     res = ingest(files, cycle_time=c.to_pydatetime(), config=dep, grid_output=False, mode="serial",
-                 background=background)
+                 background=background) if files else None
     if reports is not None:
-        reports.append(qc_summary(res.report, c))
-    return grid_observations(res.table, cycle_time=c, config=dep, stats=stats)
+        reports.append(qc_summary(res.report if res else None, c))
+    return grid_observations(res.table, cycle_time=c, config=dep, stats=stats) if res else None
 
 
 def qc_summary(report: dict[str, Any] | None, cycle: pd.Timestamp) -> dict[str, Any]:
