@@ -37,10 +37,11 @@ def main() -> None:
     ap.add_argument("--start", required=True, help="first cycle (after the training period)")
     ap.add_argument("--cycles", type=int, default=120)
     ap.add_argument("--pair", action="append", default=[], metavar="NAME=FORECASTER,ASSIMILATOR",
-                    help="another checkpoint pair cycled side by side (repeatable); the shipped pair always runs")
+                    help="another checkpoint pair cycled side by side (repeatable); the shipped pair runs too unless --no-shipped")
     ap.add_argument("--forecast-every", type=int, default=4, help="cycles between 10-day forecasts")
     ap.add_argument("--forecast-steps", type=int, default=40)
     ap.add_argument("--spinup-cycles", type=int, default=8, help="cycles before the first forecast")
+    ap.add_argument("--no-shipped", action="store_true", help="cycle only the --pair pairs")
     ap.add_argument("--jobs", type=int, default=2, help="pairs cycling at once (worker processes)")
     ap.add_argument("--work", default="bench/work/cycling")
     ap.add_argument("--name", default="cycling_stability")
@@ -48,14 +49,16 @@ def main() -> None:
     world, work = Path(a.world), Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     grid = xr.open_zarr(world / "truth.zarr").attrs.get("grid", "2.8125deg")
-    pairs = {"shipped": {"forecaster": default_checkpoint(grid, "forecaster"),
-                         "assimilator": default_checkpoint(grid, "assimilator")}}
+    pairs = {} if a.no_shipped else {"shipped": {"forecaster": default_checkpoint(grid, "forecaster"),
+                                                 "assimilator": default_checkpoint(grid, "assimilator")}}
     for spec in a.pair:
         name, _, paths = spec.partition("=")
         fc, _, asm = paths.partition(",")
         if not (name and fc and asm):
             raise SystemExit(f"--pair wants NAME=FORECASTER,ASSIMILATOR, got {spec!r}")
         pairs[name] = {"forecaster": Path(fc), "assimilator": Path(asm)}
+    if not pairs:
+        raise SystemExit("nothing to cycle: --no-shipped needs at least one --pair")
     for name in pairs:  # a rerun cycles again (the checkpoints may have changed)
         shutil.rmtree(work / f"{name}_analyses.zarr", ignore_errors=True)
     stores = cycle_variants({n: (c, {}) for n, c in pairs.items()}, world, a.start, a.cycles, work, a.jobs)

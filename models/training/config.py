@@ -73,9 +73,22 @@ class AssimilatorStage(StageOptim):
     """Subtract the pool's mean error against the reanalysis (per lead and grid point, training period)
     from every NWP background, in this stage and in the unroll's warm starts, so that the NWP model's
     own bias is not learned as a fixed increment that cycling would add to every own background."""
+    own_fraction: float = Field(0.0, ge=0, le=1)
+    """Share of samples whose background is the campaign's stage-1 forecaster's own forecast from the
+    reanalysis (``own_max_lead`` hours at most) instead of an NWP-pool forecast: when it cycles, the
+    assimilator corrects the forecaster's errors, not the NWP model's."""
+    own_max_lead: int = Field(24, ge=6, le=240)
+    """Longest lead (hours, a multiple of 6) of those own forecasts; leads are drawn uniformly from 6 h."""
     innovations: bool = True
     """Feed observation-minus-background of the directly observed channels to the network (False: it
     must learn that subtraction itself from the observation and background streams)."""
+
+    @field_validator("own_max_lead")
+    @classmethod
+    def _six_hourly(cls, v: int) -> int:
+        if v % 6:
+            raise ValueError(f"own_max_lead must be a multiple of 6 hours, got {v}")
+        return v
 
 
 class UnrollStage(StageOptim):

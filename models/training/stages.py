@@ -314,10 +314,50 @@ def analysis_loss(targets: Sequence[Any], weights: Sequence[float], std: torch.T
         ana = model(b["bg"], b["obs"], b["present"], b["clock"])
         l_state = lat_weighted_l1(ana, b["label"], std, wlat)
         l_obs = obs_loss(ana, b["obs"], targets, std, wlat, weights) if obs_weight > 0 else ana.new_zeros(())
+        with torch.no_grad():  # what the analysis has to beat: the background's own L_state
+            l_bg = lat_weighted_l1(b["bg"], b["label"], std, wlat)
         return l_state + obs_weight * l_obs, {"loss_state": float(l_state.detach()),
-                                                 "loss_obs": float(l_obs.detach())}
+                                                 "loss_obs": float(l_obs.detach()),
+                                                 "loss_state_background": float(l_bg)}
 
     return loss_fn
+
+
+class OwnForecasts:
+    """The forecaster's own forecasts from the reanalysis, as stage-2 backgrounds (``own_fraction``).
+
+    The NWP pool's errors are another model's: an assimilator that learns to correct them applies
+    those corrections to the forecaster's backgrounds when it cycles. A forecast of ``lead`` hours
+    valid at t starts from the reanalysis at t - lead - 6 h and t - lead, frozen weights, no gradient.
+    """
+
+    def __init__(self, forecaster: TorchForecaster, reanalysis: StateSeries, max_lead: int) -> None:
+        self.module = forecaster.module.eval()
+        self.reanalysis = reanalysis
+        self.n_state = len(forecaster.coords.variables.state_channels)
+        self.leads = list(range(6, max_lead + 1, 6))
+
+    def leads_at(self, t: np.datetime64) -> list[int]:
+        """Leads whose two reanalysis inputs exist."""
+        return [lead for lead in self.leads
+                if self.reanalysis.has(t - _hours(lead)) and self.reanalysis.has(t - _hours(lead + 6))]
+
+    def background(self, t: np.datetime64, lead: int) -> np.ndarray:
+        t0 = t - _hours(lead)
+        x = torch.stack([_t(self.reanalysis.at(t0 - H6)), _t(self.reanalysis.at(t0))])[None]
+        with torch.no_grad():
+            for k in range(lead // 6):
+                y = self.module(x, _clock([t0 + _hours(6 * (k + 1))]))[:, :self.n_state]
+                x = torch.stack([x[:, 1], y], dim=1)
+        return y[0].numpy()
+
+
+def _own_lead(seed: int, step: int, i: int, fraction: float, leads: Sequence[int]) -> int | None:
+    """The own-forecast lead of sample ``i`` at ``step`` (None: it takes its NWP-pool background)."""
+    if fraction <= 0 or not leads:
+        return None
+    rng = np.random.default_rng([seed, step, i, 2])
+    return int(rng.choice(leads)) if rng.random() < fraction else None
 
 
 def train_assimilator(cfg: TrainConfig, info: DistInfo | None = None, progress: bool = True,
@@ -338,13 +378,19 @@ def train_assimilator(cfg: TrainConfig, info: DistInfo | None = None, progress: 
     std = module.std
     wlat = lat_weights_tensor(data.grid.lat_weights)
     st = cfg.assimilator
+    own = OwnForecasts(TorchForecaster.load(_latest(cfg, "forecaster", "assimilator")), data.reanalysis,
+                       st.own_max_lead) if st.own_fraction > 0 else None
+
+    def background(t: np.datetime64, lead: int, step: int, i: int) -> np.ndarray:
+        own_lead = _own_lead(cfg.seed, step, i, st.own_fraction, own.leads_at(t)) if own else None
+        return pool.background(t, lead) if own_lead is None else own.background(t, own_lead)
 
     def load(idx: Sequence[int], step: int) -> dict[str, Any]:
         pairs = [samples[i] for i in idx]
         ts = [t for t, _ in pairs]
         sim = [_use_sim(cfg.seed, step, i, st.sim_fraction) for i in idx]
         obs, present = _obs_tensors(data, groups, ts, sim)
-        return {"bg": _t(np.stack([pool.background(t, lead) for t, lead in pairs])),
+        return {"bg": _t(np.stack([background(t, lead, step, i) for i, (t, lead) in zip(idx, pairs)])),
                 "label": _t(np.stack([data.reanalysis.at(t) for t in ts])), "obs": obs, "present": present,
                 "clock": _clock(ts)}
 

@@ -59,6 +59,11 @@ def test_stages_end_to_end(tiny_world: Path, tmp_path: Path) -> None:
     for stage in ("forecaster", "assimilator", "unroll", "finetune"):
         assert (tmp_path / "run" / stage / "metrics.csv").exists()
         assert (tmp_path / "run" / stage / "loss.png").exists()
+    import pandas as pd
+
+    # Stage 2 logs what each analysis has to beat: its background's own L_state against the label.
+    logged = pd.read_csv(tmp_path / "run" / "assimilator" / "metrics.csv")
+    assert (logged["loss_state_background"] > 0).all() and (logged["loss_state"] > 0).all()
 
     # Shipping copies the final checkpoints with the campaign and a readable training record.
     import yaml
@@ -204,3 +209,32 @@ def test_nwp_pool_bias_is_estimated_per_lead_and_removed(tiny_world: Path, tmp_p
     assert pool.cold_start_lead(t) == 0 and pool.cold_start_lead(t + np.timedelta64(6, "h")) == 6
     cold = pool.cold_start(t)[ti] - data.reanalysis.at(t)[ti]
     assert float(cold.mean()) == pytest.approx(3.0, abs=0.2)
+
+
+def test_own_forecast_backgrounds(tiny_world: Path, tmp_path: Path) -> None:
+    """``own_fraction`` swaps NWP backgrounds for the stage-1 forecaster's forecasts from the reanalysis."""
+    from fuxiops.models.training.stages import OwnForecasts, TrainingData, _clock, _own_lead
+
+    cfg = _cfg(tiny_world, tmp_path / "run")
+    cfg = cfg.model_copy(update={"assimilator": cfg.assimilator.model_copy(
+        update={"own_fraction": 1.0, "own_max_lead": 12})})
+    prepare_normalisation(cfg)
+    fc = TorchForecaster.load(train_forecaster(cfg, progress=False))
+    data = TrainingData(cfg)
+    own = OwnForecasts(fc, data.reanalysis, 12)
+    h6 = np.timedelta64(6, "h")
+    t0, t = data.times[0], data.times[3]
+    assert own.leads_at(t0) == [] and own.leads_at(data.times[2]) == [6] and own.leads_at(t) == [6, 12]
+    x = torch.from_numpy(np.stack([data.reanalysis.at(t - 3 * h6), data.reanalysis.at(t - 2 * h6)]))[None]
+    with torch.no_grad():
+        y1 = fc.module.eval()(x, _clock([t - h6]))[:, :len(data.channels)]
+        y2 = fc.module(torch.stack([x[:, 1], y1], 1), _clock([t]))[:, :len(data.channels)]
+    np.testing.assert_allclose(own.background(t, 12), y2[0].numpy(), rtol=1e-5, atol=1e-5)
+    assert not np.allclose(own.background(t, 12), own.background(t, 6))
+    # The draw is reproducible per (seed, step, sample); fraction 0 never draws, no leads never draws.
+    draws = [_own_lead(0, s, 1, 0.5, [6, 12]) for s in range(40)]
+    assert draws == [_own_lead(0, s, 1, 0.5, [6, 12]) for s in range(40)]
+    assert {None, 6, 12} == set(draws)
+    assert _own_lead(0, 3, 1, 0.0, [6, 12]) is None and _own_lead(0, 3, 1, 1.0, []) is None
+    asm = TorchAssimilator.load(train_assimilator(cfg, progress=False))
+    assert asm.training["stages"]["assimilator"]["config"]["own_fraction"] == 1.0
