@@ -63,3 +63,19 @@ def markdown_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> str
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(" --- " for _ in headers) + "|"]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def checkpoint_pairs(specs: Iterable[str], grid: str, shipped: bool = True) -> dict[str, dict[str, Path]]:
+    """Forecaster/assimilator pairs by name from ``--pair NAME=FORECASTER,ASSIMILATOR`` specs, after the
+    shipped pair of ``grid`` unless ``shipped`` is False; exits with a message on a malformed spec."""
+    from fuxiops.models.base import default_checkpoint
+
+    pairs = {"shipped": {"forecaster": default_checkpoint(grid, "forecaster"),
+                         "assimilator": default_checkpoint(grid, "assimilator")}} if shipped else {}
+    for spec in specs:
+        name, _, paths = spec.partition("=")
+        fc, _, asm = paths.partition(",")
+        if not (name and fc and asm):
+            raise SystemExit(f"--pair wants NAME=FORECASTER,ASSIMILATOR, got {spec!r}")
+        pairs[name] = {"forecaster": Path(fc), "assimilator": Path(asm)}
+    return pairs

@@ -32,10 +32,9 @@ import xarray as xr
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_facts, markdown_table, package_versions, write_result  # noqa: E402
+from _common import checkpoint_pairs, machine_facts, markdown_table, package_versions, write_result  # noqa: E402
 from training_claims import LOWER_TROPOSPHERE, _lat_mean  # noqa: E402
 
-from fuxiops.models.base import default_checkpoint  # noqa: E402
 
 #: Background kinds; the NWP ones are lead buckets (hours, inclusive).
 NWP_BUCKETS = {"nwp 6-24h": (6, 24), "nwp 30-72h": (30, 72), "nwp 78-180h": (78, 180)}
@@ -131,13 +130,7 @@ def main() -> None:
     world, work = Path(a.world), Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     grid = xr.open_zarr(world / "truth.zarr").attrs.get("grid", "2.8125deg")
-    pairs = {"shipped": (str(default_checkpoint(grid, "forecaster")), str(default_checkpoint(grid, "assimilator")))}
-    for p in a.pair:
-        name, _, paths = p.partition("=")
-        fc, _, asm = paths.partition(",")
-        if not (name and fc and asm):
-            ap.error(f"--pair {p!r}: expected NAME=FORECASTER,ASSIMILATOR")
-        pairs[name] = (fc, asm)
+    pairs = {n: (str(c["forecaster"]), str(c["assimilator"])) for n, c in checkpoint_pairs(a.pair, grid).items()}
     with ProcessPoolExecutor(max(1, min(a.jobs, len(pairs))), mp_context=get_context("spawn")) as pool:
         futs = {n: pool.submit(gain, fc, asm, str(world), a.start, a.times, a.every_h, str(work / f"{n}.log"))
                 for n, (fc, asm) in pairs.items()}

@@ -25,10 +25,9 @@ from pathlib import Path
 import xarray as xr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_facts, markdown_table, package_versions, write_result  # noqa: E402
+from _common import checkpoint_pairs, machine_facts, markdown_table, package_versions, write_result  # noqa: E402
 from training_claims import cycle_scores, cycle_variants, cycling_claim, forecast_claim  # noqa: E402
 
-from fuxiops.models.base import default_checkpoint  # noqa: E402
 
 
 def main() -> None:
@@ -49,14 +48,7 @@ def main() -> None:
     world, work = Path(a.world), Path(a.work)
     work.mkdir(parents=True, exist_ok=True)
     grid = xr.open_zarr(world / "truth.zarr").attrs.get("grid", "2.8125deg")
-    pairs = {} if a.no_shipped else {"shipped": {"forecaster": default_checkpoint(grid, "forecaster"),
-                                                 "assimilator": default_checkpoint(grid, "assimilator")}}
-    for spec in a.pair:
-        name, _, paths = spec.partition("=")
-        fc, _, asm = paths.partition(",")
-        if not (name and fc and asm):
-            raise SystemExit(f"--pair wants NAME=FORECASTER,ASSIMILATOR, got {spec!r}")
-        pairs[name] = {"forecaster": Path(fc), "assimilator": Path(asm)}
+    pairs = checkpoint_pairs(a.pair, grid, shipped=not a.no_shipped)
     if not pairs:
         raise SystemExit("nothing to cycle: --no-shipped needs at least one --pair")
     for name in pairs:  # a rerun cycles again (the checkpoints may have changed)
