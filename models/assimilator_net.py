@@ -11,10 +11,17 @@ Observation features are multiplied by the group's presence flag before
 fusion, so a missing group contributes exactly nothing and the all-missing
 case is the background-only path. The decoder produces a normalised
 increment that :class:`AnalysisModule` adds to the background.
+
+With ``spread_km`` > 0 the increment also gets a successive-correction term
+(:class:`InnovationSpread`): a Gaussian-weighted local mean of the innovations
+times a learned gain per channel: a pull towards the observations that grows
+with the misfit, whose form the network need not learn. On the testbed it did not
+slow the cycling drift (docs/training.md), so it is off by default.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -24,6 +31,9 @@ from torch import nn
 
 from fuxiops.models.layers import LayerNorm2d, SphereConv2d, pole_pad
 from fuxiops.models.presets import AssimilatorArch
+
+#: Kilometres per degree of latitude (mean Earth radius 6371 km).
+KM_PER_DEGREE = 6371.0 * math.pi / 180.0
 
 #: Innovations are clipped to this many increment standard deviations (QC has removed gross errors
 #: already; the clip keeps one bad report from dominating the fused features).
@@ -57,6 +67,54 @@ def find_innovations(channel_names: Mapping[str, Sequence[str]], state_names: Se
             if s in names and f"{s}_mask" in names:
                 out.append(Innovation(g, names.index(s), names.index(f"{s}_mask"), si, s))
     return out
+
+
+def gaussian_taps(sigma_cells: float, max_half: int) -> torch.Tensor:
+    """A normalised 1-D Gaussian of ``sigma_cells``, cut at 3 sigma (and at ``max_half`` cells each side)."""
+    half = max(1, min(max_half, math.ceil(3.0 * sigma_cells)))
+    x = torch.arange(-half, half + 1, dtype=torch.float64)
+    w = torch.exp(-0.5 * (x / max(sigma_cells, 1e-6)) ** 2)
+    return (w / w.sum()).float()
+
+
+class InnovationSpread(nn.Module):
+    """Successive correction: ``gain * G*(d m) / (G*m + kappa)`` per innovation channel, summed per state
+    channel (``G``: a separable Gaussian of ``spread_km`` on the sphere, in grid angle, so its east-west
+    reach in km narrows towards the poles).
+
+    ``G*m`` is the local observation density; where it is large the term tends to ``gain`` times the local
+    mean innovation, where it is small (``<< kappa``) it fades out. Gain (initially 0.5) and kappa
+    (initially 0.05) are learned per channel. Innovations arrive in increment standard deviations, so the
+    output adds to the network's normalised increment.
+    """
+
+    def __init__(self, state_index: Sequence[int], n_state: int, n_lat: int, n_lon: int, spread_km: float) -> None:
+        super().__init__()
+        n = len(state_index)
+        self.register_buffer("lat_taps", gaussian_taps(spread_km / (KM_PER_DEGREE * 180.0 / n_lat), n_lat - 2))
+        self.register_buffer("lon_taps", gaussian_taps(spread_km / (KM_PER_DEGREE * 360.0 / n_lon), n_lon // 2 - 1))
+        scatter = torch.zeros(n_state, n)
+        scatter[list(state_index), list(range(n))] = 1.0
+        self.register_buffer("scatter", scatter)
+        self.gain = nn.Parameter(torch.full((n,), 0.5))
+        self.log_kappa = nn.Parameter(torch.full((n,), math.log(0.05)))
+
+    def smooth(self, x: torch.Tensor) -> torch.Tensor:
+        """Separable Gaussian of ``(B, C, lat, lon)``: periodic in longitude, continued across the poles."""
+        c = x.shape[1]
+        hl, hn = self.lat_taps.numel() // 2, self.lon_taps.numel() // 2
+        x = torch.cat([x[..., -hn:], x, x[..., :hn]], dim=-1)
+        x = F.conv2d(x, self.lon_taps.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+        x = pole_pad(x, hl, hl)
+        return F.conv2d(x, self.lat_taps.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+
+    def forward(self, innovations: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+        """``innovations`` (B, I, H, W), zero where unobserved, and ``masks`` (B, I, H, W) -> (B, C, H, W)."""
+        n = innovations.shape[1]
+        sm = self.smooth(torch.cat([innovations * masks, masks], dim=1))
+        density = sm[:, n:].clamp_min(0.0)  # masks are 0/1; the clamp keeps the division bounded whatever comes in
+        term = self.gain[None, :, None, None] * sm[:, :n] / (density + self.log_kappa.exp()[None, :, None, None])
+        return torch.einsum("si,bihw->bshw", self.scatter, term)
 
 
 class Down(nn.Module):
@@ -171,6 +229,10 @@ class AnalysisModule(nn.Module):
         self._inn_index = [(groups.index(i.group), i.group, i.value, i.mask, i.state) for i in self.innovations]
         self._inn_groups = sorted({gi for gi, *_ in self._inn_index})
         self.net = AssimNet(arch, n_state, obs_channels, static.shape[0] + n_clock, len(self.innovations))
+        if arch.spread_km > 0 and not self.innovations:
+            raise ValueError("spread_km needs innovation channels (observed state channels) to spread")
+        self.spread = InnovationSpread([i.state for i in self.innovations], n_state, static.shape[-2],
+                                       static.shape[-1], arch.spread_km) if arch.spread_km > 0 else None
         self.register_buffer("static", static.float().clone())
         for name in ("mean", "std", "inc_std"):
             self.register_buffer(name, torch.zeros(n_state) if name == "mean" else torch.ones(n_state))
@@ -214,4 +276,7 @@ class AnalysisModule(nn.Module):
         inc = self.net(self._pad(bn), {g: self._pad(o) for g, o in obs.items()}, present, self._pad(cond),
                        None if inn is None else self._pad(inn), flag)
         inc = inc[..., self.pad_top:self.pad_top + h, :]
+        if self.spread is not None:
+            k = len(self.innovations)
+            inc = inc + self.spread(inn[:, :k], inn[:, k:])  # masks of absent groups are 0: no term
         return background + inc * self.inc_std[:, None, None]

@@ -140,10 +140,15 @@ class AssimilatorArch:
     widths: tuple[int, ...] = (32, 64, 128)
     obs_widths: tuple[int, ...] = (16, 32, 64)
     cond_widths: tuple[int, ...] = (8, 16, 32)
+    #: Length scale (km) of the successive-correction term on the innovations (0: none; the network's
+    #: increment alone, as in checkpoints from before the term existed).
+    spread_km: float = 0.0
 
     def __post_init__(self) -> None:
         if not (len(self.widths) == len(self.obs_widths) == len(self.cond_widths)) or len(self.widths) < 1:
             raise ConfigError("widths, obs_widths and cond_widths must give one width per scale")
+        if not (0.0 <= self.spread_km <= 5000.0):
+            raise ConfigError(f"spread_km must be in [0, 5000] km, got {self.spread_km}")
 
     @property
     def scales(self) -> int:
@@ -159,7 +164,7 @@ class AssimilatorArch:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "AssimilatorArch":
         try:
-            return cls(**{k: tuple(int(x) for x in v) for k, v in d.items()})
+            return cls(**{k: float(v) if k == "spread_km" else tuple(int(x) for x in v) for k, v in d.items()})
         except TypeError as e:
             raise ConfigError(f"assimilator architecture: {e}") from None
 

@@ -8,6 +8,7 @@ and returns the analysis as a state dataset. Registered as runtime ``torch``.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -66,15 +67,18 @@ class TorchAssimilator(TorchCheckpointed, Assimilator):
     @classmethod
     def build(cls, arch: AssimilatorArch | str, variables: VariableSet, grid: Grid, obs_channels: Mapping[str, int],
               norm: NormStats | None = None, static: StaticFields | None = None, seed: int = 0,
-              device: str = "cpu", channel_names: Mapping[str, Sequence[str]] | None = None
-              ) -> "TorchAssimilator":
+              device: str = "cpu", channel_names: Mapping[str, Sequence[str]] | None = None,
+              spread_km: float | None = None) -> "TorchAssimilator":
         """A fresh (untrained) assimilator for observation groups ``obs_channels`` (name -> channels).
 
         ``channel_names`` (group -> gridded channel names) enables the innovation branch for every
-        channel that observes a state channel directly.
+        channel that observes a state channel directly; ``spread_km`` overrides the architecture's
+        successive-correction length scale on those innovations.
         """
         preset = arch if isinstance(arch, str) else "custom"
         a = get_preset(arch).assimilator if isinstance(arch, str) else arch
+        if spread_km is not None:
+            a = replace(a, spread_km=float(spread_km))
         for g, n in obs_channels.items():
             if not g.isidentifier() or n < 1:
                 raise DataError(f"observation group {g!r} needs an identifier name and >= 1 channel, got {n}")

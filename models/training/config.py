@@ -82,6 +82,9 @@ class AssimilatorStage(StageOptim):
     innovations: bool = True
     """Feed observation-minus-background of the directly observed channels to the network (False: it
     must learn that subtraction itself from the observation and background streams)."""
+    spread_km: float = Field(0.0, ge=0, le=5000)
+    """Length scale (km) of the assimilator's successive-correction term on those innovations
+    (``AssimilatorArch.spread_km``; 0: the network's increment only)."""
 
     @field_validator("own_max_lead")
     @classmethod

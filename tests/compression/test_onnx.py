@@ -99,15 +99,18 @@ def test_bad_files(tmp_path: Path) -> None:
         load_forecaster(tmp_path / "missing.onnx")
 
 
-def test_assimilator_export_parity(tmp_path: Path) -> None:
+@pytest.mark.parametrize("spread_km", [0.0, 1500.0])
+def test_assimilator_export_parity(tmp_path: Path, spread_km: float) -> None:
     from fuxiops.compression.export import export_assimilator
     from fuxiops.models.torch_assimilator import TorchAssimilator
 
     from .conftest import GRID, VARS
 
-    # synop observes t2m directly: the exported graph includes the innovation branch.
+    # synop observes t2m directly: the exported graph includes the innovation branch (and, with
+    # spread_km, the successive-correction term on it).
     asm = TorchAssimilator.build("tiny", VARS, GRID, obs_channels={"synop": 3, "temp": 2},
-                                 channel_names={"synop": ["t2m", "t2m_mask", "rh"], "temp": ["a", "b"]})
+                                 channel_names={"synop": ["t2m", "t2m_mask", "rh"], "temp": ["a", "b"]},
+                                 spread_km=spread_km)
     assert asm.innovations
     asm.save(tmp_path / "asm")
     rep = export_assimilator(tmp_path / "asm", tmp_path / "asm.onnx", exporter="legacy")

@@ -187,3 +187,73 @@ def test_wrong_innovation_channel_names_are_named(asm_inn, grid11, states11) -> 
     swapped = obs.assign_coords(temp_channel=["z500", "z500_mask", "t850", "t850_mask", "rh"])
     with pytest.raises(DataError, match="'temp': channels .* the assimilator expects"):
         asm_inn.analyse(bg, swapped, bg.time.values)
+
+
+# ------------------------------------------------------------------ successive-correction term
+
+def test_spread_pulls_towards_an_isolated_observation_and_travels_with_the_checkpoint(grid11, states11,
+                                                                                    tmp_path) -> None:
+    """One t850 report 2 K warmer than the background: with the network's increment zeroed, the term
+    warms t850 most at the report's cell, less one cell away, not at all far away or in other channels."""
+    import json
+
+    asm = TorchAssimilator.build("tiny", SMALL_VARS, grid11, GROUPS, seed=0, channel_names=NAMES, spread_km=1500.0)
+    m = asm.module
+    torch.nn.init.zeros_(m.net.head.weight)
+    torch.nn.init.zeros_(m.net.head.bias)
+    bg = states11.isel(time=1)
+    x = asm.background_array(bg, bg.time.values)
+    names = asm.coords.variables.state_names
+    si = names.index("t850")
+    i, j = grid11.n_lat // 2, 3
+    arr = {g: np.zeros((len(c), *grid11.shape), np.float32) for g, c in NAMES.items()}
+    arr["temp"][0, i, j] = (x[si, i, j] + 2.0 - asm.norm.mean[si]) / asm.norm.std[si]
+    arr["temp"][1, i, j] = 1.0
+    obs = xr.Dataset({g: ((f"{g}_channel", "latitude", "longitude"), a, {"normalisation": json.dumps({})})
+                      for g, a in arr.items()},
+                     coords={"latitude": grid11.latitudes, "longitude": grid11.longitudes,
+                             **{f"{g}_channel": c for g, c in NAMES.items()}})
+    ana = asm.analyse(bg, obs, bg.time.values)
+    inc = asm.background_array(ana, bg.time.values) - x
+    assert 0.5 < inc[si, i, j] < 2.0  # gain 0.5 and the density term: a partial pull, never past the report
+    assert 0 < inc[si, i, j + 1] < inc[si, i, j]
+    assert abs(inc[si, i, (j + grid11.n_lon // 2) % grid11.n_lon]) < 1e-6
+    others = [k for k in range(len(names)) if k != si]
+    assert np.abs(inc[others]).max() < 1e-6
+    # Longitude is periodic: a report at the date line spreads to the other side.
+    arr["temp"][:, i, j] = 0.0
+    arr["temp"][0, i, 0] = (x[si, i, 0] + 2.0 - asm.norm.mean[si]) / asm.norm.std[si]
+    arr["temp"][1, i, 0] = 1.0
+    obs["temp"].values[:] = arr["temp"]
+    inc = asm.background_array(asm.analyse(bg, obs, bg.time.values), bg.time.values) - x
+    np.testing.assert_allclose(inc[si, i, 1], inc[si, i, -1], rtol=1e-4)
+    asm.save(tmp_path / "a")
+    back = TorchAssimilator.load(tmp_path / "a")
+    assert back.arch.spread_km == 1500.0 and back.module.spread is not None
+    np.testing.assert_array_equal(back.analyse(bg, obs, bg.time.values)["t"].values,
+                                  asm.analyse(bg, obs, bg.time.values)["t"].values)
+
+
+def test_spread_gain_is_learned_and_adds_nothing_without_observations(grid11, states11) -> None:
+    asm = TorchAssimilator.build("tiny", SMALL_VARS, grid11, GROUPS, seed=0, channel_names=NAMES, spread_km=800.0)
+    m = asm.module
+    bg = states11.isel(time=1)
+    x = torch.from_numpy(asm.background_array(bg, bg.time.values))[None]
+    obs = _named_obs(asm, bg, grid11)
+    tens = {g: torch.from_numpy(obs[g].values)[None] for g in GROUPS}
+    clock = torch.zeros(1, 4)
+    m(x, tens, torch.ones(1, 2), clock).abs().sum().backward()
+    assert float(m.spread.gain.grad.abs().sum()) > 0 and float(m.spread.log_kappa.grad.abs().sum()) > 0
+    with torch.no_grad():
+        without = m(x, tens, torch.zeros(1, 2), clock)
+        m.spread.gain.fill_(0.0)
+        assert torch.equal(without, m(x, tens, torch.zeros(1, 2), clock))
+
+
+def test_spread_needs_innovations(grid11) -> None:
+    from fuxiops.errors import ConfigError
+
+    with pytest.raises(ValueError, match="spread_km needs innovation channels"):
+        TorchAssimilator.build("tiny", SMALL_VARS, grid11, GROUPS, seed=0, spread_km=500.0)
+    with pytest.raises(ConfigError, match="spread_km"):
+        TorchAssimilator.build("tiny", SMALL_VARS, grid11, GROUPS, seed=0, channel_names=NAMES, spread_km=-1.0)
