@@ -14,12 +14,12 @@ reference: the analysis is the background, and cycling it is a free run of the f
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
 from fuxiops.models.torch_assimilator import TorchAssimilator
 from fuxiops.models.training.config import load_train_config
+from fuxiops.models.training.experiments import load_obs_stats
 from fuxiops.models.training.stages import TrainingData
 
 
@@ -45,10 +45,9 @@ def main() -> None:
         m.net.head.bias.zero_()
         if m.spread is not None:
             m.spread.gain.fill_(args.gain)
-    obs_stats = json.loads((cfg.world_path / "training" / "obs_normalisation.json").read_text())
     note = (f"reference: successive correction {args.spread_km:g} km, gain {args.gain:g}, no learned increment"
             if args.spread_km > 0 else "reference: no assimilation (analysis = background)")
-    asm.save(args.out, training={"obs_normalisation": obs_stats, "note": note})
+    asm.save(args.out, training={"obs_normalisation": load_obs_stats(cfg.world_path), "note": note})
     print(f"{note}: written to {args.out}")
 
 

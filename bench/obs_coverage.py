@@ -24,13 +24,15 @@ from tqdm import tqdm
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, machine_facts, markdown_table, package_versions, write_result  # noqa: E402
 
+from fuxiops.grids import latitude_weights  # noqa: E402
+
 KINDS = {"raw": "gridded_raw.zarr", "sim": "gridded_sim.zarr"}
 
 
 def coverage(store: Path) -> dict[str, dict[str, dict[str, float]]]:
     """group -> channel -> {"HH": area share of cells observed}, from a prepared gridded store."""
     ds = xr.open_zarr(store)
-    w = np.cos(np.deg2rad(ds.latitude.values)).clip(0)[:, None] * np.ones((1, ds.sizes["longitude"]))
+    w = np.repeat(latitude_weights(ds.latitude.values)[:, None], ds.sizes["longitude"], axis=1)
     w = w / w.sum()
     hours = ds.time.dt.hour.values
     out: dict[str, dict[str, dict[str, float]]] = {}
